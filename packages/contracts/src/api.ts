@@ -1,0 +1,79 @@
+// HTTP API schemas of DESIGN §2, shared by the services (validation, serialization) and the gateway (/docs).
+import { Type, type Static } from 'typebox'
+
+/** ISO 8601 UTC timestamp ending in Z. */
+export const Timestamp = Type.String({ format: 'date-time' })
+export const Id = Type.Integer({ minimum: 1 })
+
+export const Email = Type.String({ format: 'email', maxLength: 254 })
+export const Password = Type.String({ minLength: 8, maxLength: 1024 })
+export const Nickname = Type.String({ minLength: 1, maxLength: 32 })
+export const AvatarUrl = Type.String({ maxLength: 512, pattern: '^https?://[^\\s]+$' })
+
+export const PaginationQuerySchema = Type.Object({
+  limit: Type.Integer({ minimum: 1, maximum: 200, default: 50 }),
+  before_id: Type.Optional(Id)
+})
+export type PaginationQuery = Static<typeof PaginationQuerySchema>
+
+export const MessageResponseSchema = Type.Object({ message: Type.String() })
+
+// auth
+export const TokenResponseSchema = Type.Object({ access_token: Type.String(), token_type: Type.Literal('bearer') })
+export const WechatLoginBodySchema = Type.Object({ code: Type.String({ minLength: 1, maxLength: 256 }) })
+export const EmailLoginBodySchema = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), password: Type.String({ minLength: 1, maxLength: 1024 }) })
+export const RegisterBodySchema = Type.Object({ email: Email, password: Password, nickname: Type.String({ minLength: 1, maxLength: 200 }) })
+export const RegisterResponseSchema = Type.Object({ message: Type.String(), user_id: Id })
+export const VerifyResponseSchema = Type.Object({
+  user: Type.Object({ id: Id, email: Type.Union([Type.String(), Type.Null()]), nickname: Type.String(), tokens: Type.Integer() })
+})
+export const ProfileSchema = Type.Object({
+  id: Id,
+  email: Type.Union([Type.String(), Type.Null()]),
+  nickname: Type.String(),
+  avatar_url: Type.Union([Type.String(), Type.Null()]),
+  tokens: Type.Integer(),
+  created_at: Timestamp,
+  updated_at: Timestamp
+})
+export type Profile = Static<typeof ProfileSchema>
+export const ProfileUpdateBodySchema = Type.Object({
+  nickname: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  avatar_url: Type.Optional(AvatarUrl)
+})
+
+// billing
+export const BalanceResponseSchema = Type.Object({ balance: Type.Integer() })
+export const RechargeBodySchema = Type.Object({
+  amount: Type.Integer({ minimum: 1, maximum: 1_000_000 }),
+  user_id: Type.Optional(Id)
+})
+export const RechargeResponseSchema = Type.Object({ message: Type.String(), balance: Type.Integer() })
+export const TransactionSchema = Type.Object({
+  id: Id,
+  user_id: Id,
+  change_amount: Type.Integer(),
+  balance_after: Type.Integer(),
+  description: Type.String(),
+  created_at: Timestamp
+})
+export type Transaction = Static<typeof TransactionSchema>
+
+// chat
+export const SessionIdParamsSchema = Type.Object({ session_id: Id })
+export const CreateSessionBodySchema = Type.Object({ title: Type.Optional(Type.String({ maxLength: 1000 })) })
+export const SessionSchema = Type.Object({ id: Id, user_id: Id, title: Type.String(), created_at: Timestamp })
+export type Session = Static<typeof SessionSchema>
+export const SendMessageBodySchema = Type.Object({
+  content: Type.String({ minLength: 1, maxLength: 16_000 }),
+  role: Type.Optional(Type.Literal('user'))
+})
+export const ChatMessageSchema = Type.Object({
+  id: Id,
+  session_id: Id,
+  content: Type.String(),
+  role: Type.Union([Type.Literal('user'), Type.Literal('assistant')]),
+  tokens: Type.Integer(),
+  created_at: Timestamp
+})
+export type ChatMessage = Static<typeof ChatMessageSchema>

@@ -1,0 +1,56 @@
+// Event contracts (DESIGN §4): streams, subjects and payload schemas shared by producers and consumers.
+import { Type, type Static } from 'typebox'
+
+export const Streams = {
+  AUTH_EVENTS: { name: 'AUTH_EVENTS', subjects: ['auth.>'] },
+  CHAT_USAGE: { name: 'CHAT_USAGE', subjects: ['chat.usage.>'] }
+} as const
+
+export const Subjects = {
+  userRegistered: 'auth.user.registered',
+  usageRecorded: 'chat.usage.recorded'
+} as const
+
+const EventBase = {
+  event_id: Type.String({ format: 'uuid' }),
+  occurred_at: Type.String({ format: 'date-time' })
+}
+
+export const UserRegisteredSchema = Type.Object({
+  ...EventBase,
+  user_id: Type.Integer({ minimum: 1 }),
+  via: Type.Union([Type.Literal('email'), Type.Literal('wechat')])
+})
+export type UserRegistered = Static<typeof UserRegisteredSchema>
+
+export const UsageSourceSchema = Type.Union([Type.Literal('provider'), Type.Literal('estimated')])
+export type UsageSource = Static<typeof UsageSourceSchema>
+
+export const UsageRecordedSchema = Type.Object({
+  ...EventBase,
+  user_id: Type.Integer({ minimum: 1 }),
+  session_id: Type.Integer({ minimum: 1 }),
+  message_id: Type.Integer({ minimum: 1 }),
+  model: Type.String({ minLength: 1, maxLength: 200 }),
+  prompt_tokens: Type.Integer({ minimum: 0 }),
+  completion_tokens: Type.Integer({ minimum: 0 }),
+  usage_source: UsageSourceSchema
+})
+export type UsageRecorded = Static<typeof UsageRecordedSchema>
+
+/**
+ * Stream and subject names with an optional namespace. Production uses none (the names above);
+ * tests give each run its own namespace so that parallel test files never share a stream.
+ */
+export function namespaced (namespace: string) {
+  const s = (subject: string) => namespace ? `${namespace}.${subject}` : subject
+  const n = (stream: string) => namespace ? `${namespace.replaceAll(/[^A-Za-z0-9_-]/g, '_')}_${stream}` : stream
+  return {
+    subject: s,
+    stream: n,
+    streams: {
+      AUTH_EVENTS: { name: n('AUTH_EVENTS'), subjects: [s('auth.>')] },
+      CHAT_USAGE: { name: n('CHAT_USAGE'), subjects: [s('chat.usage.>')] }
+    }
+  }
+}

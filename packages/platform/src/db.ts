@@ -1,0 +1,89 @@
+// Postgres through Kysely: one pool per service pinned to its own schema, database creation and migrations.
+import pg from 'pg'
+import { Kysely, Migrator, PostgresDialect, sql, type Migration, type MigrationProvider } from 'kysely'
+import type { Logger } from 'pino'
+
+// int8 (bigint) and numeric come back as strings by default; our amounts stay far below 2^53.
+pg.types.setTypeParser(20, (v) => Number(v))
+pg.types.setTypeParser(1700, (v) => Number(v))
+
+export interface DbOptions { url: string, schema: string, poolMax?: number, applicationName?: string }
+
+export function createPool (opts: DbOptions) {
+  const pool = new pg.Pool({
+    connectionString: opts.url,
+    max: opts.poolMax ?? 10,
+    options: `-c search_path=${opts.schema},public`,
+    application_name: opts.applicationName ?? opts.schema,
+    connectionTimeoutMillis: 5_000,
+    idleTimeoutMillis: 30_000
+  })
+  // A dropped idle connection must not crash the process; the pool replaces it.
+  pool.on('error', () => {})
+  return pool
+}
+
+export function createDb<DB> (opts: DbOptions): Kysely<DB> {
+  return new Kysely<DB>({ dialect: new PostgresDialect({ pool: createPool(opts) }) })
+}
+
+/** Creates the database named in `url` if it does not exist (several processes may race here). */
+export async function ensureDatabase (url: string): Promise<void> {
+  const target = new URL(url)
+  const name = decodeURIComponent(target.pathname.slice(1))
+  if (!name) return
+  const admin = new URL(url)
+  admin.pathname = '/postgres'
+  const client = new pg.Client({ connectionString: admin.toString(), connectionTimeoutMillis: 5_000 })
+  await client.connect()
+  try {
+    const { rowCount } = await client.query('select 1 from pg_database where datname = $1', [name])
+    if (rowCount) return
+    await client.query(`create database "${name.replaceAll('"', '""')}"`)
+  } catch (err) {
+    // 42P04 duplicate_database, 23505 unique_violation: another replica created it first.
+    const code = (err as { code?: string }).code
+    if (code !== '42P04' && code !== '23505') throw err
+  } finally {
+    await client.end()
+  }
+}
+
+class ObjectMigrationProvider implements MigrationProvider {
+  private readonly migrations: Record<string, Migration>
+  constructor (migrations: Record<string, Migration>) { this.migrations = migrations }
+  async getMigrations () { return this.migrations }
+}
+
+/**
+ * Creates the schema and applies pending migrations. Kysely holds a Postgres advisory lock while it
+ * migrates, and the schema itself is created under our own advisory lock, so replicas can boot together.
+ */
+export async function migrateToLatest (db: Kysely<any>, schema: string, migrations: Record<string, Migration>, log?: Logger): Promise<void> {
+  await db.connection().execute(async (conn) => {
+    await sql`select pg_advisory_lock(hashtext(${'schema:' + schema}))`.execute(conn)
+    try {
+      await sql`create schema if not exists ${sql.id(schema)}`.execute(conn)
+    } finally {
+      await sql`select pg_advisory_unlock(hashtext(${'schema:' + schema}))`.execute(conn)
+    }
+  })
+  const migrator = new Migrator({
+    db: db.withSchema(schema),
+    provider: new ObjectMigrationProvider(migrations),
+    migrationTableSchema: schema
+  })
+  const { error, results } = await migrator.migrateToLatest()
+  for (const r of results ?? []) {
+    if (r.status === 'Success') log?.info({ migration: r.migrationName, schema }, 'migration applied')
+    else if (r.status === 'Error') log?.error({ migration: r.migrationName, schema }, 'migration failed')
+  }
+  if (error) throw error
+}
+
+/** A readiness probe for the pool. */
+export async function pingDb (db: Kysely<any>): Promise<void> {
+  await sql`select 1`.execute(db)
+}
+
+export { sql }

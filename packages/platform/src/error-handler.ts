@@ -1,0 +1,72 @@
+// One error handler for every process: every error leaves as RFC 9457 problem+json with the request id.
+import type { FastifyError, FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import fp from 'fastify-plugin'
+import { ErrorCodes, problemType, type ErrorCode } from '@chat-platform/contracts'
+import { ProblemError } from './errors.ts'
+
+export interface ProblemBody {
+  type: string
+  title: string
+  status: number
+  detail: string
+  code: string
+  request_id: string
+  errors?: { path: string, message: string }[]
+}
+
+export function problemBody (code: ErrorCode, detail: string, requestId: string, errors?: ProblemBody['errors']): ProblemBody {
+  const { status, title } = ErrorCodes[code]
+  const body: ProblemBody = { type: problemType(code), title, status, detail, code, request_id: requestId }
+  if (errors) body.errors = errors
+  return body
+}
+
+export function sendProblem (reply: FastifyReply, code: ErrorCode, detail: string, opts: { headers?: Record<string, string>, errors?: ProblemBody['errors'] } = {}) {
+  const body = problemBody(code, detail, String(reply.request.id), opts.errors)
+  if (opts.headers) reply.headers(opts.headers)
+  return reply.code(body.status).type('application/problem+json').serializer(JSON.stringify).send(body)
+}
+
+/** Maps any thrown error to a problem code; unknown errors are 500 with a hidden message. */
+export function classify (err: FastifyError & { validation?: unknown[] }): { code: ErrorCode, detail: string, errors?: ProblemBody['errors'], headers?: Record<string, string> } {
+  if (err instanceof ProblemError) return { code: err.code, detail: err.message, errors: err.errors, headers: err.headers }
+  if (err.validation) {
+    const ctx = (err as { validationContext?: string }).validationContext ?? 'body'
+    const errors = (err.validation as { instancePath?: string, message?: string, params?: Record<string, unknown> }[]).map((v) => {
+      const missing = v.params?.missingProperty
+      const path = `/${ctx}${v.instancePath ?? ''}${missing ? `/${String(missing)}` : ''}`
+      return { path, message: v.message ?? 'is invalid' }
+    })
+    return { code: 'validation_failed', detail: `The request ${ctx} is invalid: ${errors.map((e) => `${e.path} ${e.message}`).join('; ')}.`, errors }
+  }
+  switch (err.code) {
+    case 'FST_ERR_CTP_BODY_TOO_LARGE': return { code: 'payload_too_large', detail: 'The request body is larger than 1 MiB.' }
+    case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { code: 'validation_failed', detail: 'The request body must be JSON (Content-Type: application/json).' }
+    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { code: 'validation_failed', detail: 'The request body is empty but Content-Type is JSON.' }
+    case 'FST_ERR_CTP_INVALID_JSON_BODY':
+    case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
+      return { code: 'validation_failed', detail: 'The request body is not valid JSON.' }
+  }
+  if (err.code?.startsWith('FST_JWT_')) return { code: 'unauthorized', detail: 'A valid bearer token is required.', headers: { 'www-authenticate': 'Bearer' } }
+  if (err.statusCode === 429) return { code: 'rate_limited', detail: err.message || 'Too many requests; slow down.' }
+  if (err.statusCode === 404) return { code: 'not_found', detail: 'No such resource.' }
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500 && (err as { name?: string }).name === 'SyntaxError') {
+    return { code: 'validation_failed', detail: 'The request body is not valid JSON.' }
+  }
+  if (err.statusCode === 413) return { code: 'payload_too_large', detail: 'The request body is larger than 1 MiB.' }
+  if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { code: 'validation_failed', detail: err.message }
+  return { code: 'internal_error', detail: 'An internal error occurred; it has been logged with the request id.' }
+}
+
+async function errorHandler (app: FastifyInstance) {
+  app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
+    const c = classify(err)
+    const status = ErrorCodes[c.code].status
+    if (status >= 500) request.log.error({ err }, 'request failed')
+    else request.log.info({ code: c.code, detail: c.detail }, 'request rejected')
+    return sendProblem(reply, c.code, c.detail, { headers: c.headers, errors: c.errors })
+  })
+  app.setNotFoundHandler((request, reply) => sendProblem(reply, 'not_found', `No route ${request.method} ${request.url.split('?')[0]}.`))
+}
+
+export const errorHandlerPlugin = fp(errorHandler, { name: 'error-handler', fastify: '5.x' })

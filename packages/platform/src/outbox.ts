@@ -1,0 +1,200 @@
+// Transactional outbox: events are written with the state change and relayed to JetStream with Nats-Msg-Id.
+import { randomUUID } from 'node:crypto'
+import pg from 'pg'
+import { sql, type Kysely, type Migration, type Transaction } from 'kysely'
+import { headers as natsHeaders } from '@nats-io/nats-core'
+import type { JetStreamClient } from '@nats-io/jetstream'
+import type { Logger } from 'pino'
+
+export interface OutboxTable {
+  id: string
+  subject: string
+  payload: unknown
+  request_id: string | null
+  created_at: Date
+  published_at: Date | null
+  stream_seq: number | null
+  attempts: number
+  last_error: string | null
+}
+
+/** The outbox table, created in the producer's own schema (a frozen migration: never edit, add new ones). */
+export const createOutboxMigration: Migration = {
+  async up (db) {
+    await db.schema.createTable('outbox')
+      .addColumn('id', 'uuid', (c) => c.primaryKey())
+      .addColumn('subject', 'text', (c) => c.notNull())
+      .addColumn('payload', 'jsonb', (c) => c.notNull())
+      .addColumn('request_id', 'text')
+      .addColumn('created_at', 'timestamptz', (c) => c.notNull().defaultTo(sql`now()`))
+      .addColumn('published_at', 'timestamptz')
+      .addColumn('stream_seq', 'bigint')
+      .addColumn('attempts', 'integer', (c) => c.notNull().defaultTo(0))
+      .addColumn('last_error', 'text')
+      .execute()
+    await sql`create index outbox_unpublished on outbox (created_at) where published_at is null`.execute(db)
+    await sql`create index outbox_published_at on outbox (published_at) where published_at is not null`.execute(db)
+  }
+}
+
+export const outboxChannel = (schema: string) => `outbox_${schema}`
+
+export interface OutboxEvent { event_id?: string, occurred_at?: string, [k: string]: unknown }
+
+/**
+ * Writes an event in the caller's transaction and wakes the relay at commit (NOTIFY is delivered only
+ * if the transaction commits). Returns the full event with its id and time.
+ */
+export async function writeOutbox<E extends OutboxEvent> (trx: Transaction<any> | Kysely<any>, schema: string, subject: string, event: E, requestId?: string): Promise<E & { event_id: string, occurred_at: string }> {
+  const full = { ...event, event_id: event.event_id ?? randomUUID(), occurred_at: event.occurred_at ?? new Date().toISOString() }
+  await trx.insertInto('outbox').values({
+    id: full.event_id,
+    subject,
+    payload: JSON.stringify(full),
+    request_id: requestId ?? null
+  }).execute()
+  await sql`select pg_notify(${outboxChannel(schema)}, '')`.execute(trx)
+  return full
+}
+
+export interface RelayOptions {
+  db: Kysely<any>
+  databaseUrl: string
+  schema: string
+  js: JetStreamClient
+  log: Logger
+  pollMs?: number
+  batchSize?: number
+  publishTimeoutMs?: number
+  retentionDays?: number
+}
+
+/**
+ * Publishes unpublished outbox rows. Several relays (replicas) share the table safely: each batch is
+ * claimed with FOR UPDATE SKIP LOCKED. A row is marked published only after JetStream's ack; a crash in
+ * between re-publishes it with the same Nats-Msg-Id, which JetStream drops inside its window and the
+ * consumer's event_id check drops outside it.
+ */
+export class OutboxRelay {
+  private listener?: pg.Client
+  private timer?: NodeJS.Timeout
+  private running?: Promise<void>
+  private again = false
+  private stopped = true
+  private lastCleanup = 0
+  published = 0
+  failures = 0
+
+  private readonly opts: RelayOptions
+  constructor (opts: RelayOptions) { this.opts = opts }
+
+  async start (): Promise<void> {
+    this.stopped = false
+    await this.listen()
+    this.timer = setInterval(() => this.kick(), this.opts.pollMs ?? 1000)
+    this.timer.unref()
+    this.kick()
+  }
+
+  private async listen (): Promise<void> {
+    const client = new pg.Client({ connectionString: this.opts.databaseUrl })
+    client.on('error', (err) => {
+      this.opts.log.warn({ err: err.message }, 'outbox listener lost; polling until it reconnects')
+      this.listener = undefined
+      setTimeout(() => { if (!this.stopped) this.listen().catch(() => {}) }, 1000).unref()
+    })
+    client.on('notification', () => this.kick())
+    try {
+      await client.connect()
+      await client.query(`listen "${outboxChannel(this.opts.schema)}"`)
+      this.listener = client
+    } catch (err) {
+      this.opts.log.warn({ err: (err as Error).message }, 'outbox listener could not connect; polling')
+      await client.end().catch(() => {})
+    }
+  }
+
+  /** Runs the relay loop now (or once more after the current pass). */
+  kick (): void {
+    if (this.stopped) return
+    if (this.running) { this.again = true; return }
+    this.running = this.loop().finally(() => { this.running = undefined })
+  }
+
+  private async loop (): Promise<void> {
+    do {
+      this.again = false
+      try {
+        const { claimed, ok } = await this.publishBatch()
+        if (ok && claimed === (this.opts.batchSize ?? 100)) this.again = true
+        await this.cleanup()
+      } catch (err) {
+        this.opts.log.warn({ err: (err as Error).message }, 'outbox relay pass failed')
+      }
+    } while (this.again && !this.stopped)
+  }
+
+  /** One claimed batch: publish every row concurrently, mark those JetStream acknowledged. */
+  async publishBatch (): Promise<{ claimed: number, ok: boolean }> {
+    const { db, js, log } = this.opts
+    return await db.transaction().execute(async (trx) => {
+      const rows = await trx.selectFrom('outbox')
+        .select(['id', 'subject', 'payload', 'request_id'])
+        .where('published_at', 'is', null)
+        .orderBy('created_at').orderBy('id')
+        .limit(this.opts.batchSize ?? 100)
+        .forUpdate().skipLocked()
+        .execute()
+      if (rows.length === 0) return { claimed: 0, ok: true }
+      const results = await Promise.allSettled(rows.map(async (r) => {
+        const h = natsHeaders()
+        if (r.request_id) h.set('x-request-id', r.request_id)
+        return await js.publish(r.subject, JSON.stringify(r.payload), { msgID: r.id, headers: h, timeout: this.opts.publishTimeoutMs ?? 5_000 })
+      }))
+      const done: { id: string, seq: number }[] = []
+      const failed: { id: string, error: string }[] = []
+      results.forEach((res, i) => {
+        if (res.status === 'fulfilled') done.push({ id: rows[i].id, seq: res.value.seq })
+        else failed.push({ id: rows[i].id, error: String((res.reason as Error)?.message ?? res.reason).slice(0, 500) })
+      })
+      if (done.length) {
+        await sql`update outbox set published_at = now(), stream_seq = d.seq, attempts = attempts + 1, last_error = null
+          from unnest(${done.map((d) => d.id)}::uuid[], ${done.map((d) => d.seq)}::bigint[]) as d(id, seq)
+          where outbox.id = d.id`.execute(trx)
+      }
+      if (failed.length) {
+        await sql`update outbox set attempts = attempts + 1, last_error = d.err
+          from unnest(${failed.map((d) => d.id)}::uuid[], ${failed.map((d) => d.error)}::text[]) as d(id, err)
+          where outbox.id = d.id`.execute(trx)
+        log.warn({ failed: failed.length, error: failed[0].error }, 'outbox publish failed; will retry')
+      }
+      this.published += done.length
+      this.failures += failed.length
+      return { claimed: rows.length, ok: failed.length === 0 }
+    })
+  }
+
+  private async cleanup (): Promise<void> {
+    if (Date.now() - this.lastCleanup < 3600_000) return
+    this.lastCleanup = Date.now()
+    const days = this.opts.retentionDays ?? 90
+    await sql`delete from outbox where published_at < now() - make_interval(days => ${days})`.execute(this.opts.db)
+  }
+
+  /** Stops the timers and waits for the pass in progress; unpublished rows stay for the next start. */
+  async stop (): Promise<void> {
+    this.stopped = true
+    if (this.timer) clearInterval(this.timer)
+    await this.running
+    await this.listener?.end().catch(() => {})
+    this.listener = undefined
+  }
+}
+
+/** Marks events for publishing again (used by usage:reconcile); the relay re-sends them with the same id. */
+export async function requeueOutbox (db: Kysely<any>, schema: string, ids: string[]): Promise<number> {
+  if (ids.length === 0) return 0
+  const res = await db.updateTable('outbox').set({ published_at: null, stream_seq: null }).where('id', 'in', ids).executeTakeFirst()
+  await sql`select pg_notify(${outboxChannel(schema)}, '')`.execute(db)
+  return Number(res.numUpdatedRows)
+}

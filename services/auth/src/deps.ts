@@ -1,0 +1,36 @@
+// The auth service's connections, made once at boot and closed on shutdown.
+import type { Kysely } from 'kysely'
+import type { NatsConnection } from '@nats-io/transport-node'
+import { jetstream } from '@nats-io/jetstream'
+import { namespaced } from '@chat-platform/contracts'
+import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, OutboxRelay, type Redis } from '@chat-platform/platform'
+import type { Logger } from 'pino'
+import type { AuthConfig } from './config.ts'
+import { SCHEMA, type Database } from './db/database.ts'
+import { migrations } from './db/migrations/index.ts'
+
+export interface AuthDeps {
+  db: Kysely<Database>
+  nc: NatsConnection
+  redis: Redis
+  relay: OutboxRelay
+}
+
+export async function createDeps (config: AuthConfig, log: Logger): Promise<AuthDeps> {
+  await ensureDatabase(config.DATABASE_URL)
+  const db = createDb<Database>({ url: config.DATABASE_URL, schema: SCHEMA, poolMax: config.DATABASE_POOL_MAX, applicationName: 'auth' })
+  await migrateToLatest(db, SCHEMA, migrations, log)
+  const nc = await connectNats({ url: config.NATS_URL, name: 'auth', log })
+  const ns = namespaced(config.EVENTS_NAMESPACE)
+  await ensureStreams(nc, [ns.streams.AUTH_EVENTS], { maxAgeDays: config.STREAM_MAX_AGE_DAYS, replicas: config.STREAM_REPLICAS })
+  const redis = createRedis({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, log, name: 'auth' })
+  const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
+  return { db, nc, redis, relay }
+}
+
+export async function closeDeps (deps: AuthDeps): Promise<void> {
+  await deps.relay.stop()
+  await deps.nc.drain().catch(() => {})
+  deps.redis.disconnect()
+  await deps.db.destroy()
+}

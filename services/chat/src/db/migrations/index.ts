@@ -1,0 +1,7 @@
+// Migrations of the `chat` schema, in order. Frozen in time: never edit one that has shipped, add a new one.
+import type { Migration } from 'kysely'
+import { createOutboxMigration } from '@chat-platform/platform'
+
+export const migrations: Record<string, Migration> = {
+  '0001_outbox': createOutboxMigration
+}
