@@ -1,10 +1,11 @@
 // The chat service as a Fastify app: registers everything explicitly, in order.
-import { createHttpApp, healthPlugin, jwtAuthPlugin, loadPublicKey, pingDb, pingNats, pingRedis } from '@chat-platform/platform'
+import { createHttpApp, healthPlugin, openapiPlugin, jwtAuthPlugin, loadPublicKey, pingDb, pingNats, pingRedis } from '@chat-platform/platform'
 import type { ChatConfig } from './config.ts'
 import type { ChatDeps } from './deps.ts'
 
 export function buildApp (deps: ChatDeps, config: ChatConfig) {
   const app = createHttpApp({ service: 'chat', logLevel: config.LOG_LEVEL })
+  app.register(openapiPlugin, { service: 'chat' })
   app.register(healthPlugin, {
     service: 'chat',
     checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis) }
