@@ -21,11 +21,12 @@ export async function connectNats (opts: NatsOptions): Promise<NatsConnection> {
   })
   if (opts.log) {
     const log = opts.log
-    void (async () => {
+    const watch = async () => {
       for await (const s of nc.status()) {
         if (s.type === 'disconnect' || s.type === 'reconnect') log.warn({ nats: s.type }, `nats ${s.type}`)
       }
-    })()
+    }
+    watch().catch(() => {})
   }
   return nc
 }

@@ -1,10 +1,11 @@
 // Schema validation: bodies are strict (no type coercion), query/params/headers coerce strings; unknown fields are dropped.
-import Ajv from 'ajv'
+import AjvModule from 'ajv'
 import addFormats from 'ajv-formats'
 import type { FastifySchemaCompiler } from 'fastify'
 
 function makeAjv (coerceTypes: boolean | 'array') {
-  const ajv = new Ajv.default({ coerceTypes, useDefaults: true, removeAdditional: 'all', allErrors: false, strict: false })
+  const Ajv = AjvModule.default
+  const ajv = new Ajv({ coerceTypes, useDefaults: true, removeAdditional: 'all', allErrors: false, strict: false })
   addFormats.default(ajv)
   return ajv
 }

@@ -1,0 +1,64 @@
+// The shared HTTP app: problem+json for every error, request ids, strict bodies, hidden 5xx details.
+import t from 'tap'
+import { Type } from 'typebox'
+import { createHttpApp, ProblemError } from '../src/index.ts'
+
+function build () {
+  const app = createHttpApp({ service: 'test', logLevel: 'silent' })
+  app.post('/things', {
+    schema: {
+      body: Type.Object({ amount: Type.Integer({ minimum: 1 }), name: Type.Optional(Type.String()) }),
+      querystring: Type.Object({ limit: Type.Integer({ default: 50, maximum: 200 }) })
+    }
+  }, async (req) => ({ body: req.body, limit: req.query.limit }))
+  app.get('/boom', async () => { throw new Error('secret SQL: select * from users at db.internal:5432') })
+  app.get('/teapot', async () => { throw new ProblemError('insufficient_balance', 'Your balance is 0.') })
+  t.teardown(() => app.close())
+  return app
+}
+
+t.test('validation errors are 400 problem+json with errors[]', async (t) => {
+  const res = await build().inject({ method: 'POST', url: '/things', payload: { amount: 'ten' } })
+  t.equal(res.statusCode, 400)
+  t.match(res.headers['content-type'], /application\/problem\+json/)
+  const body = res.json()
+  t.match(body, { status: 400, code: 'validation_failed', type: /validation-failed/, title: String, detail: String, request_id: String })
+  t.match(body.errors[0], { path: '/body/amount', message: String })
+})
+
+t.test('bodies are not coerced, unknown fields are dropped, query strings are coerced', async (t) => {
+  const app = build()
+  t.equal((await app.inject({ method: 'POST', url: '/things', payload: { amount: '5' } })).statusCode, 400, 'a string is not an integer')
+  t.equal((await app.inject({ method: 'POST', url: '/things', payload: { amount: 1.5 } })).statusCode, 400, 'a float is not an integer')
+  const ok = await app.inject({ method: 'POST', url: '/things?limit=7', payload: { amount: 5, role: 'admin' } })
+  t.equal(ok.statusCode, 200)
+  t.same(ok.json(), { body: { amount: 5 }, limit: 7 })
+  t.equal((await app.inject({ method: 'POST', url: '/things?limit=1000', payload: { amount: 5 } })).statusCode, 400, 'limit over its maximum')
+})
+
+t.test('malformed JSON, oversize bodies and unknown routes', async (t) => {
+  const app = build()
+  const bad = await app.inject({ method: 'POST', url: '/things', payload: '{"amount":', headers: { 'content-type': 'application/json' } })
+  t.equal(bad.statusCode, 400)
+  t.equal(bad.json().code, 'validation_failed')
+  const big = await app.inject({ method: 'POST', url: '/things', payload: JSON.stringify({ amount: 1, name: 'x'.repeat(1024 * 1024) }), headers: { 'content-type': 'application/json' } })
+  t.equal(big.statusCode, 413)
+  t.equal(big.json().code, 'payload_too_large')
+  const nf = await app.inject({ method: 'GET', url: '/nope' })
+  t.equal(nf.statusCode, 404)
+  t.equal(nf.json().code, 'not_found')
+})
+
+t.test('5xx hides the message; ProblemError passes through; request id echoed', async (t) => {
+  const app = build()
+  const res = await app.inject({ method: 'GET', url: '/boom', headers: { 'x-request-id': 'req-123' } })
+  t.equal(res.statusCode, 500)
+  t.equal(res.headers['x-request-id'], 'req-123')
+  t.equal(res.json().request_id, 'req-123')
+  t.notMatch(res.body, /SQL|db\.internal|at /)
+  const p = await app.inject({ method: 'GET', url: '/teapot' })
+  t.equal(p.statusCode, 402)
+  t.match(p.json(), { code: 'insufficient_balance', detail: 'Your balance is 0.' })
+  const gen = await app.inject({ method: 'GET', url: '/teapot', headers: { 'x-request-id': 'bad id with spaces' } })
+  t.not(gen.headers['x-request-id'], 'bad id with spaces', 'an unsafe request id is replaced')
+})
