@@ -1,0 +1,141 @@
+// Starts the real system as separate processes (gateway, auth, chat, billing) on free ports, against a
+// fresh database, a unique NATS namespace and Redis prefix, for end-to-end tests and benchmarks.
+import { spawn, type ChildProcess } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import pg from 'pg'
+import { freePort, testKeys, waitFor, TEST_NATS_URL, TEST_REDIS_URL, testNamespace, testRedisPrefix, dbUrl } from '@chat-platform/platform/testing'
+
+export type ProcName = 'auth' | 'chat' | 'billing' | 'gateway'
+const ROOT = fileURLToPath(new URL('../../', import.meta.url))
+const DIRS: Record<ProcName, string> = { auth: 'services/auth', chat: 'services/chat', billing: 'services/billing', gateway: 'gateway' }
+const TSX = `${ROOT}node_modules/tsx/dist/loader.mjs`
+
+interface Teardown { teardown: (fn: () => unknown) => void }
+
+export interface SystemOptions {
+  /** Which processes to run (default all four). */
+  procs?: ProcName[]
+  /** Extra environment for every process (e.g. OPENAI_BASE_URL of a fake server). */
+  env?: Record<string, string>
+  /** Extra environment per process. */
+  procEnv?: Partial<Record<ProcName, Record<string, string>>>
+  natsUrl?: string
+  redisUrl?: string
+  /** Keep process output in memory and print it when a process dies unexpectedly (default true). */
+  echoOnCrash?: boolean
+}
+
+export interface Proc { name: ProcName, port: number, url: string, child?: ChildProcess, output: string[] }
+
+export class System {
+  readonly procs = new Map<ProcName, Proc>()
+  readonly env: Record<string, string>
+  readonly databaseUrl: string
+  readonly opts: SystemOptions
+
+  constructor (env: Record<string, string>, databaseUrl: string, opts: SystemOptions) {
+    this.env = env
+    this.databaseUrl = databaseUrl
+    this.opts = opts
+  }
+
+  get gatewayUrl (): string { return this.url('gateway') }
+  url (name: ProcName): string {
+    const p = this.procs.get(name)
+    if (!p) throw new Error(`${name} is not part of this system`)
+    return p.url
+  }
+
+  /** Starts (or restarts) a process and waits until its /healthz answers. */
+  async start (name: ProcName): Promise<void> {
+    const p = this.procs.get(name)
+    if (!p) throw new Error(`unknown process ${name}`)
+    if (p.child && p.child.exitCode === null) return
+    const env = { ...process.env, ...this.env, ...this.opts.procEnv?.[name], PORT: String(p.port) }
+    const child = spawn(process.execPath, ['--import', TSX, 'src/server.ts'], { cwd: `${ROOT}${DIRS[name]}`, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    p.child = child
+    p.output = []
+    const keep = (b: Buffer) => { p.output.push(b.toString()); if (p.output.length > 2000) p.output.shift() }
+    child.stdout!.on('data', keep)
+    child.stderr!.on('data', keep)
+    child.once('exit', (code, signal) => {
+      if (p.child === child && code !== 0 && signal === null && this.opts.echoOnCrash !== false) {
+        process.stderr.write(`[system] ${name} exited with ${code}:\n${p.output.join('').slice(-4000)}\n`)
+      }
+    })
+    await waitFor(async () => {
+      if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}: ${p.output.join('').slice(-2000)}`)
+      const res = await fetch(`${p.url}/healthz`).catch(() => null)
+      return res?.ok
+    }, { timeoutMs: 60_000, intervalMs: 100, what: `${name} /healthz` })
+  }
+
+  /** Stops a process: SIGTERM drains it gracefully, SIGKILL is a crash. */
+  async stop (name: ProcName, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = this.procs.get(name)?.child
+    if (!child || child.exitCode !== null) return child?.exitCode ?? null
+    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    child.kill(signal)
+    const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
+    try { return await exited } finally { clearTimeout(timer) }
+  }
+
+  async stopAll (): Promise<void> {
+    // The gateway first, billing last, so in-flight work drains into live consumers.
+    for (const name of ['gateway', 'chat', 'auth', 'billing'] as ProcName[]) if (this.procs.has(name)) await this.stop(name)
+  }
+
+  /** A JSON request to the gateway (or another process with `to`). */
+  async request (method: string, path: string, opts: { token?: string, body?: unknown, headers?: Record<string, string>, to?: ProcName } = {}) {
+    const headers: Record<string, string> = { ...opts.headers }
+    if (opts.token) headers.authorization = `Bearer ${opts.token}`
+    if (opts.body !== undefined) headers['content-type'] = 'application/json'
+    const res = await fetch(`${this.url(opts.to ?? 'gateway')}${path}`, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) })
+    const text = await res.text()
+    let body: any = text
+    try { body = text ? JSON.parse(text) : undefined } catch { /* not JSON */ }
+    return { status: res.status, headers: res.headers, body }
+  }
+}
+
+/** Starts the system for a test; everything (processes, database, streams, keys) is removed at teardown. */
+export async function startSystem (t: Teardown, opts: SystemOptions = {}): Promise<System> {
+  const names = opts.procs ?? ['auth', 'billing', 'chat', 'gateway']
+  const natsUrl = opts.natsUrl ?? TEST_NATS_URL
+  const redisUrl = opts.redisUrl ?? TEST_REDIS_URL
+  const dbName = `e2e_${randomBytes(5).toString('hex')}`
+  const databaseUrl = dbUrl(dbName)
+  const ports: Record<string, number> = {}
+  for (const n of ['auth', 'chat', 'billing', 'gateway']) ports[n] = await freePort()
+  const env: Record<string, string> = {
+    NODE_ENV: 'test',
+    LOG_LEVEL: process.env.E2E_LOG_LEVEL ?? 'warn',
+    HOST: '127.0.0.1',
+    DATABASE_URL: databaseUrl,
+    NATS_URL: natsUrl,
+    REDIS_URL: redisUrl,
+    EVENTS_NAMESPACE: testNamespace(t, natsUrl),
+    REDIS_PREFIX: testRedisPrefix(t, redisUrl),
+    JWT_PRIVATE_KEY: testKeys.privateKey,
+    JWT_PUBLIC_KEY: testKeys.publicKey,
+    AUTH_URL: `http://127.0.0.1:${ports.auth}`,
+    CHAT_URL: `http://127.0.0.1:${ports.chat}`,
+    BILLING_URL: `http://127.0.0.1:${ports.billing}`,
+    OUTBOX_POLL_MS: '200',
+    SHUTDOWN_GRACE_MS: '15000',
+    ...opts.env
+  }
+  const system = new System(env, databaseUrl, opts)
+  for (const n of names) system.procs.set(n, { name: n, port: ports[n], url: `http://127.0.0.1:${ports[n]}`, output: [] })
+  t.teardown(async () => {
+    await system.stopAll()
+    const admin = new pg.Client({ connectionString: dbUrl('postgres') })
+    await admin.connect()
+    try { await admin.query(`drop database if exists "${dbName}" with (force)`) } finally { await admin.end() }
+  })
+  // Services first (they create and migrate the database, racing safely), then the gateway.
+  await Promise.all(names.filter((n) => n !== 'gateway').map((n) => system.start(n)))
+  if (names.includes('gateway')) await system.start('gateway')
+  return system
+}

@@ -1,0 +1,30 @@
+// Queries on `users`.
+import { sql, type Kysely } from 'kysely'
+import type { Database, NewUser, User } from '../database.ts'
+
+type Db = Kysely<Database>
+
+export async function findUserById (db: Db, id: number): Promise<User | undefined> {
+  return await db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
+export async function findUserByEmail (db: Db, email: string): Promise<User | undefined> {
+  return await db.selectFrom('users').selectAll().where('email', '=', email).executeTakeFirst()
+}
+
+/** Inserts a user; with an email already taken nothing is inserted and undefined is returned. */
+export async function insertUser (db: Db, user: NewUser): Promise<User | undefined> {
+  return await db.insertInto('users').values(user)
+    .onConflict((oc) => oc.column('email').doNothing())
+    .returningAll()
+    .executeTakeFirst()
+}
+
+/** Updates only the profile fields given; returns the row (undefined if the user is gone). */
+export async function updateUserProfile (db: Db, id: number, fields: { nickname?: string, avatar_url?: string | null }): Promise<User | undefined> {
+  return await db.updateTable('users')
+    .set({ ...fields, updated_at: sql<Date>`now()` })
+    .where('id', '=', id)
+    .returningAll()
+    .executeTakeFirst()
+}
