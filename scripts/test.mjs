@@ -1,4 +1,6 @@
 // Runs the whole tap suite and ends with the plain line `N passed, N failed` (tap's assertion totals).
+// On a full run (no file arguments) it also enforces the coverage thresholds below: tap itself only
+// knows "100 %" or "anything", so the thresholds live here.
 import { spawnSync, spawn } from 'node:child_process'
 
 const tap = new URL('../node_modules/.bin/tap', import.meta.url).pathname
@@ -7,6 +9,8 @@ const build = spawnSync(tap, ['build'], { stdio: ['ignore', 'ignore', 'inherit']
 if (build.status !== 0) process.exit(build.status ?? 1)
 
 const child = spawn(tap, ['--reporter=tap', ...process.argv.slice(2)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FORCE_COLOR: '0' } })
+const THRESHOLDS = { Statements: 80, Branches: 70, Functions: 80, Lines: 80 }
+const coverage = {}
 let summary = null
 let buf = ''
 child.stdout.on('data', (chunk) => {
@@ -15,14 +19,26 @@ child.stdout.on('data', (chunk) => {
   const lines = buf.split('\n')
   buf = lines.pop() ?? ''
   for (const line of lines) {
+    const c = /^(Statements|Branches|Functions|Lines)\s*:\s*([\d.]+)%/.exec(line.trim())
+    if (c) coverage[c[1]] = Number(c[2])
     const m = /^# \{ (.*) \}$/.exec(line.trim())
     if (m && /total:/.test(m[1])) summary = Object.fromEntries(m[1].split(', ').map((kv) => kv.split(': ')).map(([k, v]) => [k, Number(v)]))
   }
 })
-child.on('close', (code) => {
+child.on('close', (exitCode) => {
+  let code = exitCode
   if (buf) { const m = /^# \{ (.*) \}$/.exec(buf.trim()); if (m) summary = Object.fromEntries(m[1].split(', ').map((kv) => kv.split(': ')).map(([k, v]) => [k, Number(v)])) }
   const pass = summary?.pass ?? 0
-  const fail = (summary?.fail ?? 0) + (summary ? 0 : 1)
+  let fail = (summary?.fail ?? 0) + (summary ? 0 : 1)
+  if (process.argv.length <= 2) {
+    for (const [metric, min] of Object.entries(THRESHOLDS)) {
+      if (coverage[metric] !== undefined && coverage[metric] < min) {
+        process.stdout.write(`coverage: ${metric} ${coverage[metric]}% is below the threshold of ${min}%\n`)
+        fail++
+        code = code || 1
+      }
+    }
+  }
   process.stdout.write(`\n${pass} passed, ${fail} failed${summary?.skip ? `, ${summary.skip} skipped` : ''}\n`)
   process.exit(code ?? 1)
 })
