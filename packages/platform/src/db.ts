@@ -63,7 +63,10 @@ export async function migrateToLatest (db: Kysely<any>, schema: string, migratio
   await db.connection().execute(async (conn) => {
     await sql`select pg_advisory_lock(hashtext(${'schema:' + schema}))`.execute(conn)
     try {
-      await sql`create schema if not exists ${sql.id(schema)}`.execute(conn)
+      // Checked first: `create schema if not exists` needs CREATE on the database even when the schema
+      // exists, and a least-privilege role (infra/postgres/init.sql) only owns its pre-created schema.
+      const { rows } = await sql`select 1 from pg_namespace where nspname = ${schema}`.execute(conn)
+      if (rows.length === 0) await sql`create schema if not exists ${sql.id(schema)}`.execute(conn)
     } finally {
       await sql`select pg_advisory_unlock(hashtext(${'schema:' + schema}))`.execute(conn)
     }

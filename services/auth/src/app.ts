@@ -1,15 +1,38 @@
 // The auth service as a Fastify app: registers everything explicitly, in order.
-import { createHttpApp, healthPlugin, openapiPlugin, jwtAuthPlugin, loadPublicKey, pingDb, pingNats, pingRedis } from '@chat-platform/platform'
+import type { FastifyServerOptions } from 'fastify'
+import { createHttpApp, healthPlugin, openapiPlugin, jwtAuthPlugin, loadKeyPair, pingDb, pingNats, pingRedis } from '@chat-platform/platform'
 import type { AuthConfig } from './config.ts'
 import type { AuthDeps } from './deps.ts'
+import { LoginThrottle } from './login-throttle.ts'
+import { dummyHash } from './passwords.ts'
+import { authRoutes } from './routes/auth.ts'
+import { profileRoutes } from './routes/profile.ts'
 
-export function buildApp (deps: AuthDeps, config: AuthConfig) {
-  const app = createHttpApp({ service: 'auth', logLevel: config.LOG_LEVEL })
+export interface BuildOptions { fastify?: FastifyServerOptions }
+
+export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions = {}) {
+  const app = createHttpApp({
+    service: 'auth',
+    logLevel: config.LOG_LEVEL,
+    // The gateway is the hop in front of us: its X-Forwarded-For gives the client IP for login throttling.
+    fastify: { trustProxy: (_address: string, hop: number) => hop < config.TRUST_PROXY_HOPS, ...opts.fastify }
+  })
+  const keys = loadKeyPair(config)
+  const throttle = new LoginThrottle(deps.redis, {
+    maxPerEmail: config.LOGIN_MAX_FAILURES_PER_EMAIL,
+    maxPerIp: config.LOGIN_MAX_FAILURES_PER_IP,
+    windowSeconds: config.LOGIN_FAILURE_WINDOW_SECONDS
+  }, app.log)
+
   app.register(openapiPlugin, { service: 'auth' })
   app.register(healthPlugin, {
     service: 'auth',
     checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis) }
   })
-  app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER })
+  app.register(jwtAuthPlugin, { publicKey: keys.publicKey, privateKey: keys.privateKey, issuer: config.JWT_ISSUER, ttlSeconds: config.JWT_TTL })
+  app.register(authRoutes, { db: deps.db, redis: deps.redis, config, throttle })
+  app.register(profileRoutes, { db: deps.db, redis: deps.redis, config })
+  // The dummy hash is ready before the first login, so an unknown email never pays for making it.
+  app.addHook('onReady', async () => { await dummyHash() })
   return app
 }

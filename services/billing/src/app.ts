@@ -1,15 +1,44 @@
 // The billing service as a Fastify app: registers everything explicitly, in order.
+import type { FastifyServerOptions } from 'fastify'
+import { Gauge } from 'prom-client'
 import { createHttpApp, healthPlugin, openapiPlugin, jwtAuthPlugin, loadPublicKey, pingDb, pingNats, pingRedis } from '@chat-platform/platform'
 import type { BillingConfig } from './config.ts'
 import type { BillingDeps } from './deps.ts'
+import { balanceRoutes } from './routes/balance.ts'
+import { rechargeRoutes } from './routes/recharge.ts'
+import { transactionRoutes } from './routes/transactions.ts'
+import { internalRoutes } from './routes/internal.ts'
 
-export function buildApp (deps: BillingDeps, config: BillingConfig) {
-  const app = createHttpApp({ service: 'billing', logLevel: config.LOG_LEVEL })
+export interface BuildOptions { fastify?: FastifyServerOptions }
+
+export function buildApp (deps: BillingDeps, config: BillingConfig, opts: BuildOptions = {}) {
+  const app = createHttpApp({ service: 'billing', logLevel: config.LOG_LEVEL, fastify: opts.fastify })
   app.register(openapiPlugin, { service: 'billing' })
   app.register(healthPlugin, {
     service: 'billing',
     checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis) }
   })
   app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER })
+  app.after(() => {
+    // Counters live on the consumers; the registry reads them at scrape time.
+    app.metrics.registerMetric(new Gauge({
+      name: 'billing_consumer_events',
+      help: 'Events handled by this process\'s consumers since it started, by outcome (dead_lettered = set aside as malformed)',
+      labelNames: ['consumer', 'outcome'],
+      registers: [],
+      collect () {
+        for (const [name, c] of Object.entries(deps.consumers)) {
+          this.set({ consumer: name, outcome: 'applied' }, c.stats.applied)
+          this.set({ consumer: name, outcome: 'duplicate' }, c.stats.duplicates)
+          this.set({ consumer: name, outcome: 'dead_lettered' }, c.stats.deadLettered)
+          this.set({ consumer: name, outcome: 'retried' }, c.stats.retried)
+        }
+      }
+    }))
+  })
+  app.register(balanceRoutes, { deps })
+  app.register(rechargeRoutes, { deps, config })
+  app.register(transactionRoutes, { deps })
+  app.register(internalRoutes, { deps })
   return app
 }

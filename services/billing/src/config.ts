@@ -1,17 +1,47 @@
 // Billing service configuration: the environment, validated at boot.
 import { Type, type Static } from 'typebox'
-import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, OutboxEnv, ServiceUrlsEnv, Port, loadConfig } from '@chat-platform/platform'
+import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, ServiceUrlsEnv, Port, loadConfig, ConfigError } from '@chat-platform/platform'
+import { parseModelPrices, type ModelPrices } from './pricing.ts'
 
-export const BillingConfigSchema = Type.Object({
+export const BillingEnvSchema = Type.Object({
   ...CommonEnv,
   ...DatabaseEnv,
   ...NatsEnv,
   ...RedisEnv,
   ...JwtVerifyEnv,
-  ...OutboxEnv,
   ...ServiceUrlsEnv,
-  PORT: Port(3003)
+  PORT: Port(3003),
+  SIGNUP_BONUS: Type.Integer({ default: 1000, minimum: 0, maximum: 1_000_000_000 }),
+  /** self | admin; unset means admin when NODE_ENV=production, self otherwise. */
+  RECHARGE_POLICY: Type.Optional(Type.Union([Type.Literal('self'), Type.Literal('admin')])),
+  /** JSON: {"<model>": {"input": <ratio>, "output": <ratio>}, "*": {...}}; unknown models cost 1 and 1. */
+  MODEL_PRICES: Type.String({ default: '{}' }),
+  /** How long JetStream waits for an ack before redelivering (the consumer's ack_wait). */
+  BILLING_ACK_WAIT_MS: Type.Integer({ default: 30_000, minimum: 100 }),
+  /** Most events applied in one Postgres transaction. */
+  BILLING_BATCH_SIZE: Type.Integer({ default: 100, minimum: 1, maximum: 1000 }),
+  /** Redelivery delay after a transient failure (database away). */
+  BILLING_RETRY_DELAY_MS: Type.Integer({ default: 2_000, minimum: 0 }),
+  /** Idempotency keys are kept at least this long. */
+  IDEMPOTENCY_TTL_HOURS: Type.Integer({ default: 48, minimum: 24 })
 })
-export type BillingConfig = Static<typeof BillingConfigSchema>
 
-export const loadBillingConfig = (env: Record<string, string | undefined> = process.env): BillingConfig => loadConfig(BillingConfigSchema, env)
+export type BillingConfig = Omit<Static<typeof BillingEnvSchema>, 'RECHARGE_POLICY' | 'MODEL_PRICES'> & {
+  RECHARGE_POLICY: 'self' | 'admin'
+  MODEL_PRICES: ModelPrices
+}
+
+export function loadBillingConfig (env: Record<string, string | undefined> = process.env): BillingConfig {
+  const raw = loadConfig(BillingEnvSchema, env)
+  let prices: ModelPrices
+  try {
+    prices = parseModelPrices(raw.MODEL_PRICES)
+  } catch (err) {
+    throw new ConfigError([`MODEL_PRICES: ${(err as Error).message} (got ${JSON.stringify(raw.MODEL_PRICES)})`])
+  }
+  return {
+    ...raw,
+    RECHARGE_POLICY: raw.RECHARGE_POLICY ?? (raw.NODE_ENV === 'production' ? 'admin' : 'self'),
+    MODEL_PRICES: prices
+  }
+}

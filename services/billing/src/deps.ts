@@ -1,19 +1,30 @@
-// The billing service's connections, made once at boot and closed on shutdown.
+// The billing service's connections and consumers, made once at boot and closed on shutdown.
 import type { Kysely } from 'kysely'
 import type { NatsConnection } from '@nats-io/transport-node'
-import { jetstream } from '@nats-io/jetstream'
 import { namespaced } from '@chat-platform/contracts'
-import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, OutboxRelay, type Redis } from '@chat-platform/platform'
+import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, type Redis } from '@chat-platform/platform'
 import type { Logger } from 'pino'
 import type { BillingConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
 import { migrations } from './db/migrations/index.ts'
+import { deleteExpiredIdempotencyKeys } from './db/repositories/idempotency-keys.ts'
+import type { LedgerRules } from './ledger.ts'
+import { writeBalanceCache } from './balance-cache.ts'
+import type { EventConsumer } from './events/consumer.ts'
+import { createUsageConsumer } from './events/usage-recorded.consumer.ts'
+import { createSignupConsumer } from './events/user-registered.consumer.ts'
 
 export interface BillingDeps {
   db: Kysely<Database>
   nc: NatsConnection
   redis: Redis
-  relay: OutboxRelay
+  log: Logger
+  rules: LedgerRules
+  consumers: { usage: EventConsumer<any>, signup: EventConsumer<any> }
+  /** Starts the consumers and the idempotency-key cleanup. */
+  start: () => Promise<void>
+  /** Stops them: the consumer loops finish the batch in hand and hand back what they buffered. */
+  stop: () => Promise<void>
 }
 
 export async function createDeps (config: BillingConfig, log: Logger): Promise<BillingDeps> {
@@ -24,12 +35,46 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
   const ns = namespaced(config.EVENTS_NAMESPACE)
   await ensureStreams(nc, [ns.streams.CHAT_USAGE, ns.streams.AUTH_EVENTS], { maxAgeDays: config.STREAM_MAX_AGE_DAYS, replicas: config.STREAM_REPLICAS })
   const redis = createRedis({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, log, name: 'billing' })
-  const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
-  return { db, nc, redis, relay }
+  const rules: LedgerRules = { signupBonus: config.SIGNUP_BONUS, prices: config.MODEL_PRICES }
+  const common = {
+    nc,
+    db,
+    log,
+    namespace: config.EVENTS_NAMESPACE,
+    rules,
+    ackWaitMs: config.BILLING_ACK_WAIT_MS,
+    batchSize: config.BILLING_BATCH_SIZE,
+    retryDelayMs: config.BILLING_RETRY_DELAY_MS,
+    onCommitted: (balances: Map<number, { balance: number, version: number }>) => writeBalanceCache(redis, balances, log)
+  }
+  const consumers = { usage: createUsageConsumer(common), signup: createSignupConsumer(common) }
+  let cleanup: NodeJS.Timeout | undefined
+  const sweep = () => deleteExpiredIdempotencyKeys(db, config.IDEMPOTENCY_TTL_HOURS)
+    .catch((err) => log.warn({ err: (err as Error).message }, 'idempotency key cleanup failed'))
+  return {
+    db,
+    nc,
+    redis,
+    log,
+    rules,
+    consumers,
+    async start () {
+      await consumers.signup.start()
+      await consumers.usage.start()
+      sweep().catch(() => {})
+      cleanup = setInterval(sweep, 3600_000)
+      cleanup.unref()
+    },
+    async stop () {
+      clearInterval(cleanup)
+      await Promise.all([consumers.usage.stop(), consumers.signup.stop()])
+    }
+  }
 }
 
+/** Stops the consumer loops first (finishing the batch in hand), then drains NATS and closes the pools. */
 export async function closeDeps (deps: BillingDeps): Promise<void> {
-  await deps.relay.stop()
+  await deps.stop()
   await deps.nc.drain().catch(() => {})
   deps.redis.disconnect()
   await deps.db.destroy()

@@ -1,4 +1,4 @@
-// Billing service entry: config → deps → buildApp → listen; SIGTERM drains requests, then the relay and pools.
+// Billing service entry: config → deps → buildApp → listen; SIGTERM drains requests, then the consumers and pools.
 import pino from 'pino'
 import { listenWithGrace, loggerOptions, runMain } from '@chat-platform/platform'
 import { loadBillingConfig } from './config.ts'
@@ -11,6 +11,7 @@ await runMain('billing', async () => {
   const deps = await createDeps(config, log)
   const app = buildApp(deps, config)
   app.addHook('onClose', async () => { await closeDeps(deps) })
-  await deps.relay.start()
+  await deps.start()
+  log.info({ recharge_policy: config.RECHARGE_POLICY, signup_bonus: config.SIGNUP_BONUS }, 'billing rules')
   await listenWithGrace(app, { port: config.PORT, host: config.HOST, graceMs: config.SHUTDOWN_GRACE_MS })
 })

@@ -2,6 +2,9 @@
 import { createHttpApp, healthPlugin, openapiPlugin, jwtAuthPlugin, loadPublicKey, pingDb, pingNats, pingRedis } from '@chat-platform/platform'
 import type { ChatConfig } from './config.ts'
 import type { ChatDeps } from './deps.ts'
+import { sessionRoutes } from './routes/sessions.ts'
+import { messageRoutes } from './routes/messages.ts'
+import { internalUsageRoutes } from './routes/internal-usage.ts'
 
 export function buildApp (deps: ChatDeps, config: ChatConfig) {
   const app = createHttpApp({ service: 'chat', logLevel: config.LOG_LEVEL })
@@ -11,5 +14,8 @@ export function buildApp (deps: ChatDeps, config: ChatConfig) {
     checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis) }
   })
   app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER })
+  app.register(sessionRoutes, { deps })
+  app.register(messageRoutes, { deps, config })
+  app.register(internalUsageRoutes, { deps, config })
   return app
 }

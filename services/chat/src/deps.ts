@@ -8,12 +8,40 @@ import type { Logger } from 'pino'
 import type { ChatConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
 import { migrations } from './db/migrations/index.ts'
+import { LlmClient } from './llm/client.ts'
+import { createTokenizer, type Tokenizer } from './llm/tokenizer.ts'
+import { startSimulator, type Simulator } from './llm/simulator.ts'
 
 export interface ChatDeps {
   db: Kysely<Database>
   nc: NatsConnection
   redis: Redis
   relay: OutboxRelay
+  llm: LlmClient
+  tokenizer: Tokenizer
+  /** Set when no OPENAI_API_KEY is configured: the offline LLM the service talks to instead. */
+  simulator?: Simulator
+}
+
+/** The LLM client: the configured provider, or the offline simulator when there is no key. */
+export async function createLlm (config: ChatConfig, log: Logger): Promise<{ llm: LlmClient, simulator?: Simulator }> {
+  let simulator: Simulator | undefined
+  if (!config.OPENAI_API_KEY) {
+    simulator = await startSimulator({ chunkDelayMs: config.CHAT_SIMULATOR_CHUNK_DELAY_MS }, { tokenizerModel: config.CHAT_MODEL })
+    log.warn({ llm: 'simulated', url: simulator.url }, 'OPENAI_API_KEY is not set: replies come from the offline LLM simulator (simulated)')
+  } else {
+    log.info({ llm: config.OPENAI_BASE_URL ?? 'https://api.openai.com/v1', model: config.CHAT_MODEL }, 'LLM provider configured')
+  }
+  const llm = new LlmClient({
+    baseURL: simulator?.url ?? config.OPENAI_BASE_URL,
+    apiKey: config.OPENAI_API_KEY ?? 'simulated',
+    model: config.CHAT_MODEL,
+    timeoutMs: config.CHAT_LLM_TIMEOUT_MS,
+    maxRetries: config.CHAT_LLM_MAX_RETRIES,
+    maxOutputTokens: config.CHAT_MAX_OUTPUT_TOKENS,
+    log
+  })
+  return { llm, simulator }
 }
 
 export async function createDeps (config: ChatConfig, log: Logger): Promise<ChatDeps> {
@@ -25,12 +53,15 @@ export async function createDeps (config: ChatConfig, log: Logger): Promise<Chat
   await ensureStreams(nc, [ns.streams.CHAT_USAGE], { maxAgeDays: config.STREAM_MAX_AGE_DAYS, replicas: config.STREAM_REPLICAS })
   const redis = createRedis({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, log, name: 'chat' })
   const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
-  return { db, nc, redis, relay }
+  const tokenizer = await createTokenizer(config.CHAT_MODEL)
+  const { llm, simulator } = await createLlm(config, log)
+  return { db, nc, redis, relay, llm, tokenizer, simulator }
 }
 
 export async function closeDeps (deps: ChatDeps): Promise<void> {
   await deps.relay.stop()
   await deps.nc.drain().catch(() => {})
   deps.redis.disconnect()
+  await deps.simulator?.close()
   await deps.db.destroy()
 }

@@ -1,8 +1,71 @@
 // Table interfaces of the `chat` schema.
+import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
 import type { OutboxTable } from '@chat-platform/platform'
+import type { UsageSource } from '@chat-platform/contracts'
 
 export const SCHEMA = 'chat'
 
+export interface SessionsTable {
+  id: Generated<number>
+  user_id: number
+  title: string
+  created_at: Generated<Date>
+}
+
+/**
+ * A user message is `pending` while its exchange runs, then `ok` (it got a reply, possibly partial) or
+ * `failed` with the error code that ended it; only `ok` user messages are sent back to the model as history.
+ * An assistant message is `ok`, or `partial` when the stream was cut or the client left.
+ */
+export type MessageStatus = 'pending' | 'ok' | 'failed' | 'partial'
+
+export interface MessagesTable {
+  id: Generated<number>
+  session_id: number
+  user_id: number
+  role: 'user' | 'assistant'
+  content: string
+  tokens: Generated<number>
+  /** The content's own size by the local tokenizer, counted once at insert for prompt budgeting. */
+  content_tokens: number
+  status: MessageStatus
+  error_code: string | null
+  created_at: Generated<Date>
+}
+
+/** One row per charged exchange; kept when its session is deleted (billing history stays). */
+export interface UsageTable {
+  event_id: string
+  user_id: number
+  session_id: number
+  message_id: number
+  model: string
+  prompt_tokens: number
+  completion_tokens: number
+  usage_source: UsageSource
+  occurred_at: ColumnType<Date, Date | string, never>
+}
+
+export interface IdempotencyKeysTable {
+  user_id: number
+  key: string
+  request_hash: string
+  state: 'in_progress' | 'done'
+  response: ColumnType<unknown, string | null, string | null>
+  created_at: Generated<Date>
+  locked_at: Generated<Date>
+}
+
 export interface Database {
   outbox: OutboxTable
+  sessions: SessionsTable
+  messages: MessagesTable
+  usage: UsageTable
+  idempotency_keys: IdempotencyKeysTable
 }
+
+export type SessionRow = Selectable<SessionsTable>
+export type MessageRow = Selectable<MessagesTable>
+export type NewMessage = Insertable<MessagesTable>
+export type MessageUpdate = Updateable<MessagesTable>
+export type NewUsage = Insertable<UsageTable>

@@ -28,3 +28,7 @@ export async function updateUserProfile (db: Db, id: number, fields: { nickname?
     .returningAll()
     .executeTakeFirst()
 }
+
+export async function setUserPasswordHash (db: Db, id: number, passwordHash: string): Promise<void> {
+  await db.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', id).execute()
+}

@@ -1,7 +1,7 @@
 // Migrations of the `billing` schema, in order. Frozen in time: never edit one that has shipped, add a new one.
 import type { Migration } from 'kysely'
-import { createOutboxMigration } from '@chat-platform/platform'
+import { createLedger } from './0001-ledger.ts'
 
 export const migrations: Record<string, Migration> = {
-  '0001_outbox': createOutboxMigration
+  '0001_ledger': createLedger
 }

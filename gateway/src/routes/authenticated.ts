@@ -1,0 +1,33 @@
+// Authenticated trust zone: every other /api route; the JWT is verified here, then the request is rate limited per user and proxied.
+import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { AUTHENTICATED_MOUNTS } from '../routing.ts'
+import { clientIp, registerRateLimit } from '../plugins/rate-limit.ts'
+import { proxyMount } from './proxy.ts'
+import type { ZoneOptions } from './public.ts'
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Why the bearer token was refused; thrown after the rate limit has counted the request. */
+    authFailure: Error | null
+  }
+}
+
+export default async function authenticatedRoutes (app: FastifyInstance, opts: ZoneOptions) {
+  app.decorateRequest('authFailure', null)
+  // Verify first, refuse later: a flood of bad tokens is still rate limited (per IP), and never parsed or proxied.
+  app.addHook('onRequest', async (request, reply) => {
+    try {
+      await app.authenticate(request, reply)
+    } catch (err) {
+      request.authFailure = err as Error
+    }
+  })
+  app.addHook('preParsing', async (request) => {
+    if (request.authFailure) throw request.authFailure
+  })
+  const byUser = (request: FastifyRequest) => request.authFailure || !request.user ? clientIp(request) : `user:${request.user.id}`
+  await registerRateLimit(app, { zone: 'api', redis: opts.redis, nameSpace: 'gw:rl:', keyGenerator: byUser, ...opts.rateLimit })
+  for (const mount of AUTHENTICATED_MOUNTS) {
+    await app.register(proxyMount, { mount, upstream: opts.upstreams[mount.upstream], timeouts: opts.timeouts })
+  }
+}

@@ -1,0 +1,110 @@
+// One proxied mount (@fastify/http-proxy over the upstream's shared Agent): headers rewritten, failures mapped to 503 problem+json.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import httpProxy from '@fastify/http-proxy'
+import { BODY_LIMIT, sendProblem } from '@chat-platform/platform'
+import { isLlmRoute, routeLabel, type ProxyMount } from '../routing.ts'
+import { CONNECT_ERRORS, kClientResponse, type Upstream } from '../upstreams.ts'
+
+export interface ProxyTimeouts { defaultMs: number, llmMs: number, connectRetries: number }
+
+const IDEMPOTENT = new Set(['GET', 'HEAD', 'PUT', 'DELETE', 'OPTIONS'])
+// Safe to repeat for idempotent methods only: the request may already have reached the service.
+const RETRYABLE = new Set([...CONNECT_ERRORS, 'UND_ERR_SOCKET', 'ECONNRESET'])
+
+/** A client must never choose who it is: these request headers are dropped before proxying. */
+const IDENTITY_HEADER = /^(x-(user|auth|authenticated|consumer|remote|forwarded-user|jwt|userinfo|client-id|real-ip)(-|$)|remote-user$|forwarded$|x-forwarded-)/
+
+function upstreamErrorKind (code: string | undefined): string {
+  switch (code) {
+    case 'ECONNREFUSED': return 'connect_refused'
+    case 'UND_ERR_CONNECT_TIMEOUT': case 'ETIMEDOUT': return 'connect_timeout'
+    case 'UND_ERR_HEADERS_TIMEOUT': case 'UND_ERR_BODY_TIMEOUT': return 'timeout'
+    case 'ENOTFOUND': case 'EAI_AGAIN': return 'dns'
+    case 'ECONNRESET': case 'UND_ERR_SOCKET': return 'reset'
+    default: return CONNECT_ERRORS.has(code ?? '') ? 'connect_failed' : 'other'
+  }
+}
+
+const kProxied = Symbol('gateway.proxied')
+type ProxiedRequest = FastifyRequest & { [kProxied]?: boolean }
+
+export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMount, upstream: Upstream, timeouts: ProxyTimeouts }) {
+  const { mount, upstream, timeouts } = opts
+  const { upstreamDuration, upstreamErrors } = app.gatewayMetrics
+
+  // Bodies are read whole (≤ 1 MiB, so 413 is ours) and forwarded byte for byte, whatever their type.
+  app.removeAllContentTypeParsers()
+  app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
+
+  app.addHook('onResponse', async (request: ProxiedRequest, reply) => {
+    if (!request[kProxied]) return
+    const path = request.url.split('?')[0]
+    upstreamDuration.labels(upstream.name, routeLabel(request.method, path), request.method, String(reply.statusCode)).observe(reply.elapsedTime / 1000)
+  })
+
+  const rewriteRequestHeaders = (request: FastifyRequest, headers: Record<string, unknown>) => {
+    const out: Record<string, unknown> = {}
+    for (const [name, value] of Object.entries(headers)) if (!IDENTITY_HEADER.test(name)) out[name] = value
+    out['x-request-id'] = request.id
+    // One address, as the gateway determined it (TRUST_PROXY decides whether X-Forwarded-For was believed).
+    out['x-forwarded-for'] = request.ip
+    out['x-forwarded-proto'] = request.protocol
+    out['x-forwarded-host'] = request.host
+    return out
+  }
+
+  const rewriteHeaders = (headers: Record<string, unknown>, request?: FastifyRequest) => {
+    if (request) headers['x-request-id'] = request.id
+    if (String(headers['content-type'] ?? '').startsWith('text/event-stream')) {
+      headers['cache-control'] ??= 'no-cache'
+      headers['x-accel-buffering'] = 'no'
+    }
+    return headers
+  }
+
+  const onError = (reply: FastifyReply, { error }: { error: Error }) => {
+    const cause = (error as { cause?: NodeJS.ErrnoException }).cause ?? (error as NodeJS.ErrnoException)
+    if (reply.raw.destroyed || cause?.code === 'GW_CLIENT_CLOSED') {
+      reply.request.log.info({ upstream: upstream.name }, 'client went away before the upstream answered')
+      return
+    }
+    const kind = upstreamErrorKind(cause?.code)
+    upstreamErrors.labels(upstream.name, kind).inc()
+    reply.request.log.warn({ upstream: upstream.name, kind, err: cause?.message }, 'upstream request failed')
+    sendProblem(reply, 'service_unavailable', `The ${upstream.name} service is unavailable; try again shortly.`)
+  }
+
+  const retryDelay = ({ err, req, attempt }: { err: (Error & { code?: string }) | null, req: { method: string }, attempt: number }) => {
+    if (!err || attempt >= timeouts.connectRetries || !IDEMPOTENT.has(req.method)) return null
+    const code = err.code ?? (err.cause as { code?: string } | undefined)?.code
+    // The DNS interceptor hands the retry the next address (the failed one is skipped for a while).
+    return RETRYABLE.has(code ?? '') ? 1 : null
+  }
+
+  await app.register(httpProxy, {
+    upstream: upstream.origin,
+    prefix: mount.prefix,
+    rewritePrefix: mount.prefix,
+    routes: mount.routes,
+    httpMethods: mount.methods,
+    proxyPayloads: false,
+    undici: upstream.dispatcher as never,
+    disableRequestLogging: true,
+    replyOptions: { rewriteHeaders: rewriteHeaders as never, onError: onError as never, retryDelay: retryDelay as never },
+    handler: (request, reply, dest, options) => {
+      (request as ProxiedRequest)[kProxied] = true
+      const path = request.url.split('?')[0]
+      const timeout = isLlmRoute(request.method, path) ? timeouts.llmMs : timeouts.defaultMs
+      const fromOptions: Record<string, unknown> = {
+        ...options,
+        timeout,
+        rewriteRequestHeaders: (req: FastifyRequest, headers: Record<string, unknown>) => ({ ...rewriteRequestHeaders(req, headers), [kClientResponse]: reply.raw })
+      }
+      if (Buffer.isBuffer(request.body)) {
+        fromOptions.body = request.body
+        fromOptions.contentType = request.headers['content-type'] ?? 'application/octet-stream'
+      }
+      return reply.from(dest, fromOptions as never)
+    }
+  })
+}

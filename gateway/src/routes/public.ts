@@ -1,0 +1,21 @@
+// Public trust zone: register and the two logins, no token needed, a strict rate limit per client IP.
+import type { FastifyInstance } from 'fastify'
+import type { Redis } from '@chat-platform/platform'
+import { PUBLIC_MOUNTS } from '../routing.ts'
+import type { Upstreams } from '../upstreams.ts'
+import { registerRateLimit } from '../plugins/rate-limit.ts'
+import { proxyMount, type ProxyTimeouts } from './proxy.ts'
+
+export interface ZoneOptions {
+  upstreams: Upstreams
+  redis: Redis
+  timeouts: ProxyTimeouts
+  rateLimit: { max: number, windowMs: number }
+}
+
+export default async function publicRoutes (app: FastifyInstance, opts: ZoneOptions) {
+  await registerRateLimit(app, { zone: 'auth', redis: opts.redis, nameSpace: 'gw:rl:auth:', ...opts.rateLimit })
+  for (const mount of PUBLIC_MOUNTS) {
+    await app.register(proxyMount, { mount, upstream: opts.upstreams[mount.upstream], timeouts: opts.timeouts })
+  }
+}

@@ -1,0 +1,62 @@
+// The routing table: which public paths go to which service, which need no token, and the route names used in metrics.
+
+export type UpstreamName = 'auth' | 'chat' | 'billing'
+export const UPSTREAM_NAMES: UpstreamName[] = ['auth', 'chat', 'billing']
+
+export interface ProxyMount {
+  upstream: UpstreamName
+  /** Path prefix on the gateway (forwarded unchanged). */
+  prefix: string
+  /** Routes under the prefix ('' is the prefix itself, '/*' everything below). */
+  routes: string[]
+  methods: string[]
+}
+
+// OPTIONS is left out on purpose: preflights are answered at the edge by CORS, or 404 without it.
+const ALL = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']
+
+/** Routes that need no token (stricter per-IP rate limit). */
+export const PUBLIC_MOUNTS: ProxyMount[] = [
+  { upstream: 'auth', prefix: '/api/auth', routes: ['/register', '/email-login', '/wechat-login'], methods: ['POST'] }
+]
+
+/** Everything else under /api that a client may reach; the JWT is checked first. */
+export const AUTHENTICATED_MOUNTS: ProxyMount[] = [
+  { upstream: 'auth', prefix: '/api/auth', routes: ['/*'], methods: ALL },
+  { upstream: 'auth', prefix: '/api/user/profile', routes: [''], methods: ALL },
+  { upstream: 'billing', prefix: '/api/user/balance', routes: [''], methods: ALL },
+  { upstream: 'billing', prefix: '/api/billing', routes: ['/*'], methods: ALL },
+  { upstream: 'chat', prefix: '/api/sessions', routes: ['', '/*'], methods: ALL }
+]
+
+export const PUBLIC_OPERATIONS = new Set(['POST /api/auth/register', 'POST /api/auth/email-login', 'POST /api/auth/wechat-login'])
+
+/** The public API of DESIGN §2 as route templates, so metrics have a bounded set of route labels. */
+const TEMPLATES: { method: string, template: string, re: RegExp }[] = [
+  ['POST', '/api/auth/wechat-login'],
+  ['POST', '/api/auth/email-login'],
+  ['POST', '/api/auth/register'],
+  ['GET', '/api/auth/verify'],
+  ['GET', '/api/user/profile'],
+  ['PUT', '/api/user/profile'],
+  ['GET', '/api/user/balance'],
+  ['POST', '/api/sessions'],
+  ['GET', '/api/sessions'],
+  ['DELETE', '/api/sessions/{session_id}'],
+  ['POST', '/api/sessions/{session_id}/messages'],
+  ['GET', '/api/sessions/{session_id}/messages'],
+  ['POST', '/api/billing/recharge'],
+  ['GET', '/api/billing/transactions']
+].map(([method, template]) => ({ method, template, re: new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}/?$`) }))
+
+/** `METHOD /template` for a known route, `other` for anything else. */
+export function routeLabel (method: string, path: string): string {
+  const m = method === 'HEAD' ? 'GET' : method
+  for (const t of TEMPLATES) if (t.method === m && t.re.test(path)) return `${t.method} ${t.template}`
+  return 'other'
+}
+
+const MESSAGE_POST = /^\/api\/sessions\/[^/]+\/messages\/?$/
+
+/** Sending a message waits for an LLM reply, so it gets the long upstream timeout. */
+export const isLlmRoute = (method: string, path: string) => method === 'POST' && MESSAGE_POST.test(path)

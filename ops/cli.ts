@@ -1,0 +1,77 @@
+// `pnpm ops <command>`: billing:replay, billing:audit, usage:reconcile (configured by the services' env vars).
+import { parseArgs } from 'node:util'
+import { createOpsContext, type OpsContext } from './context.ts'
+import { billingAudit } from './commands/billing-audit.ts'
+import { billingReplay } from './commands/billing-replay.ts'
+import { usageReconcile } from './commands/usage-reconcile.ts'
+
+const USAGE = `usage:
+  pnpm ops billing:replay (--since <ISO time> | --from-seq <n>) [--until <ISO time>] [--dry-run]
+  pnpm ops billing:audit
+  pnpm ops usage:reconcile --since <ISO time> [--until <ISO time>] [--dry-run]
+env: DATABASE_URL, NATS_URL, EVENTS_NAMESPACE, REDIS_URL, REDIS_PREFIX, CHAT_URL, BILLING_URL, SIGNUP_BONUS, MODEL_PRICES`
+
+export class UsageError extends Error {}
+
+function time (name: string, v: string | undefined): Date | undefined {
+  if (v === undefined) return undefined
+  const d = new Date(v)
+  if (!/^\d{4}-\d\d-\d\d/.test(v) || Number.isNaN(d.getTime())) throw new UsageError(`--${name} must be an ISO 8601 time, got ${JSON.stringify(v)}`)
+  return d
+}
+
+/** Runs one command; returns the exit code. */
+export async function runOps (argv: string[], ctx: () => OpsContext): Promise<number> {
+  const [command, ...rest] = argv
+  const { values } = parseArgs({
+    args: rest,
+    strict: true,
+    options: { since: { type: 'string' }, until: { type: 'string' }, 'from-seq': { type: 'string' }, 'dry-run': { type: 'boolean', default: false } }
+  })
+  const dryRun = values['dry-run'] ?? false
+  switch (command) {
+    case 'billing:audit': {
+      const c = ctx()
+      try { return await billingAudit(c) } finally { await c.close() }
+    }
+    case 'billing:replay': {
+      const since = time('since', values.since)
+      const until = time('until', values.until)
+      let fromSeq: number | undefined
+      if (values['from-seq'] !== undefined) {
+        fromSeq = Number(values['from-seq'])
+        if (!Number.isSafeInteger(fromSeq) || fromSeq < 1) throw new UsageError('--from-seq must be a positive integer')
+      }
+      if ((since === undefined) === (fromSeq === undefined)) throw new UsageError('give exactly one of --since or --from-seq')
+      const c = ctx()
+      try {
+        const r = await billingReplay(c, { since, fromSeq, until, dryRun })
+        c.out(`${dryRun ? 'dry run: would apply' : 'applied'} ${r.applied}, already applied ${r.alreadyApplied}, rejected ${r.rejected} (read ${r.read} events${r.firstSeq === null ? '' : `, stream seq ${r.firstSeq}–${r.lastSeq}`})`)
+        return 0
+      } finally { await c.close() }
+    }
+    case 'usage:reconcile': {
+      const since = time('since', values.since)
+      if (since === undefined) throw new UsageError('--since is required')
+      const c = ctx()
+      try {
+        const r = await usageReconcile(c, { since, until: time('until', values.until), dryRun })
+        c.out(`chat recorded ${r.recorded}, billing applied ${r.applied}, missing ${r.missing.length}${dryRun ? ' (dry run: nothing requeued)' : `, requeued ${r.requeued}`}`)
+        for (const id of r.missing.slice(0, 20)) c.out(`  missing ${id}`)
+        if (r.missing.length > 20) c.out(`  … and ${r.missing.length - 20} more`)
+        return 0
+      } finally { await c.close() }
+    }
+    default:
+      throw new UsageError(command ? `unknown command ${command}` : 'no command given')
+  }
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  try {
+    process.exitCode = await runOps(process.argv.slice(2), () => createOpsContext())
+  } catch (err) {
+    process.stderr.write(err instanceof UsageError || (err as Error).name === 'ConfigError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? `${(err as Error).message}\n${USAGE}\n` : `ops failed: ${(err as Error).stack ?? String(err)}\n`)
+    process.exitCode = 2
+  }
+}

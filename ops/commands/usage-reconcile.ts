@@ -1,0 +1,28 @@
+// `pnpm ops usage:reconcile`: compares chat's recorded usage with billing's applied events (internal HTTP
+// endpoints, never another service's schema) and has chat re-publish what billing never received.
+import { callService } from '@chat-platform/platform'
+import type { OpsContext } from '../context.ts'
+
+export interface ReconcileOptions { since: Date, until?: Date, dryRun?: boolean, graceSeconds?: number }
+export interface ReconcileResult { recorded: number, applied: number, missing: string[], requeued: number }
+
+const CHUNK = 500
+
+export async function usageReconcile (ctx: OpsContext, opts: ReconcileOptions): Promise<ReconcileResult> {
+  // Without --until, the newest events are left out: they may simply still be on their way.
+  const until = opts.until ?? new Date(Date.now() - (opts.graceSeconds ?? 60) * 1000)
+  const range = new URLSearchParams({ since: opts.since.toISOString(), until: until.toISOString() })
+  const timeoutMs = 30_000
+  const chat = await callService<{ events: { event_id: string, occurred_at: string }[] }>(ctx.config.CHAT_URL, `/internal/usage?${range}`, { timeoutMs })
+  const billing = await callService<{ event_ids: string[] }>(ctx.config.BILLING_URL, `/internal/usage-events?${range}`, { timeoutMs })
+  const have = new Set(billing.event_ids)
+  const missing = chat.events.map((e) => e.event_id).filter((id) => !have.has(id))
+  let requeued = 0
+  if (!opts.dryRun) {
+    for (let i = 0; i < missing.length; i += CHUNK) {
+      const res = await callService<{ requeued: number }>(ctx.config.CHAT_URL, '/internal/usage/republish', { method: 'POST', body: { event_ids: missing.slice(i, i + CHUNK) }, timeoutMs })
+      requeued += res.requeued
+    }
+  }
+  return { recorded: chat.events.length, applied: billing.event_ids.length, missing, requeued }
+}

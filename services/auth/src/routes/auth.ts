@@ -1,0 +1,89 @@
+// /api/auth: register, email-login, wechat-login, verify.
+import type { FastifyInstance } from 'fastify'
+import type { Kysely } from 'kysely'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { EmailLoginBodySchema, RegisterResponseSchema, TokenResponseSchema, VerifyResponseSchema, WechatLoginBodySchema } from '@chat-platform/contracts'
+import { ProblemError, unauthorized, type Redis } from '@chat-platform/platform'
+import { adminEmails, normalizeEmail, type AuthConfig } from '../config.ts'
+import type { Database } from '../db/database.ts'
+import { findUserByEmail, findUserById, setUserPasswordHash } from '../db/repositories/users.ts'
+import { registerWithEmail, findOrCreateWechatUser } from '../accounts.ts'
+import { hashPassword, verifyPassword, needsRehash } from '../passwords.ts'
+import { issueAccessToken } from '../access-token.ts'
+import { readTokens } from '../balances.ts'
+import { code2Session } from '../wechat.ts'
+import type { LoginThrottle } from '../login-throttle.ts'
+import { problems, RegisterBodySchema, trimFields } from './schemas.ts'
+
+export interface AuthRoutesOptions { db: Kysely<Database>, redis: Redis, config: AuthConfig, throttle: LoginThrottle }
+
+export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOptions) {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+  const { db, redis, config, throttle } = opts
+  const admins = adminEmails(config)
+
+  app.post('/api/auth/register', {
+    schema: {
+      tags: ['auth'],
+      body: RegisterBodySchema,
+      response: { 200: RegisterResponseSchema, ...problems(400, 409) }
+    },
+    preValidation: trimFields('email', 'nickname')
+  }, async (request) => {
+    const { email, password, nickname } = request.body
+    const passwordHash = await hashPassword(password)
+    const user = await registerWithEmail(db, { email, passwordHash, nickname }, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
+    request.log.info({ user_id: user.id, via: 'email' }, 'user registered')
+    return { message: '注册成功', user_id: user.id }
+  })
+
+  app.post('/api/auth/email-login', {
+    schema: {
+      tags: ['auth'],
+      body: EmailLoginBodySchema,
+      response: { 200: TokenResponseSchema, ...problems(400, 401, 429) }
+    }
+  }, async (request) => {
+    const email = normalizeEmail(request.body.email)
+    await throttle.check(email, request.ip)
+    const user = await findUserByEmail(db, email)
+    // Unknown email or not: one argon2 verification, one answer.
+    if (!user || !await verifyPassword(user.password_hash, request.body.password)) {
+      await throttle.recordFailure(email, request.ip)
+      throw new ProblemError('invalid_credentials', 'The email or password is wrong.')
+    }
+    await throttle.recordSuccess(email)
+    if (needsRehash(user.password_hash!)) await setUserPasswordHash(db, user.id, await hashPassword(request.body.password))
+    return issueAccessToken(app, user, admins)
+  })
+
+  app.post('/api/auth/wechat-login', {
+    schema: {
+      tags: ['auth'],
+      body: WechatLoginBodySchema,
+      response: { 200: TokenResponseSchema, ...problems(400, 401, 429, 502, 503) }
+    }
+  }, async (request) => {
+    if (!config.WECHAT_APPID || !config.WECHAT_SECRET) {
+      throw new ProblemError('service_unavailable', 'WeChat login is not configured on this server.')
+    }
+    const session = await code2Session({ base: config.WECHAT_API_BASE, appid: config.WECHAT_APPID, secret: config.WECHAT_SECRET, timeoutMs: config.WECHAT_TIMEOUT_MS }, request.body.code)
+    const { user, created } = await findOrCreateWechatUser(db, config.WECHAT_APPID, session, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
+    if (created) request.log.info({ user_id: user.id, via: 'wechat' }, 'user registered')
+    return issueAccessToken(app, user, admins)
+  })
+
+  app.get('/api/auth/verify', {
+    schema: {
+      tags: ['auth'],
+      security: [{ bearer: [] }],
+      response: { 200: VerifyResponseSchema, ...problems(401, 503) }
+    },
+    onRequest: app.authenticate
+  }, async (request) => {
+    const user = await findUserById(db, request.user.id)
+    if (!user) throw unauthorized('The account behind this token no longer exists.')
+    const tokens = await readTokens(redis, config.BILLING_URL, user.id, { requestId: request.id, log: request.log })
+    return { user: { id: user.id, email: user.email, nickname: user.nickname, tokens } }
+  })
+}

@@ -1,0 +1,31 @@
+// Internal routes (never routed by the gateway): balances for auth and chat, applied usage for usage:reconcile.
+import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { Subjects } from '@chat-platform/contracts'
+import type { BillingDeps } from '../deps.ts'
+import { readBalance } from '../ledger.ts'
+import { writeBalanceCache } from '../balance-cache.ts'
+import { listProcessedEventIds } from '../db/repositories/processed-events.ts'
+import { InternalBalanceSchema, problems, UsageEventsQuerySchema, UsageEventsResponseSchema, UserIdParamsSchema } from './schemas.ts'
+
+export async function internalRoutes (fastify: FastifyInstance, opts: { deps: BillingDeps }) {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+  const { db, redis, rules } = opts.deps
+
+  app.get('/internal/balances/:user_id', {
+    schema: { hide: true, params: UserIdParamsSchema, response: { 200: InternalBalanceSchema, ...problems(400) } }
+  }, async (request) => {
+    const userId = request.params.user_id
+    const acc = await readBalance(db, userId, rules)
+    // A read is how the cache gets warm again after its TTL; the version guard keeps it from going back in time.
+    await writeBalanceCache(redis, new Map([[userId, acc]]), request.log)
+    return { user_id: userId, balance: acc.balance }
+  })
+
+  app.get('/internal/usage-events', {
+    schema: { hide: true, querystring: UsageEventsQuerySchema, response: { 200: UsageEventsResponseSchema, ...problems(400) } }
+  }, async (request) => {
+    const { since, until } = request.query
+    return { event_ids: await listProcessedEventIds(db, Subjects.usageRecorded, new Date(since), until === undefined ? undefined : new Date(until)) }
+  })
+}

@@ -1,0 +1,65 @@
+// POST /api/billing/recharge: credits tokens under RECHARGE_POLICY, idempotent with an Idempotency-Key.
+import { createHash, randomUUID } from 'node:crypto'
+import type { FastifyInstance } from 'fastify'
+import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
+import { RechargeBodySchema, RechargeResponseSchema } from '@chat-platform/contracts'
+import { ProblemError } from '@chat-platform/platform'
+import type { BillingConfig } from '../config.ts'
+import type { BillingDeps } from '../deps.ts'
+import { creditRecharge } from '../ledger.ts'
+import { writeBalanceCache } from '../balance-cache.ts'
+import { claimIdempotencyKey, saveIdempotentResponse, selectIdempotencyKey } from '../db/repositories/idempotency-keys.ts'
+import { problems, RechargeHeadersSchema } from './schemas.ts'
+
+interface RechargeAnswer { message: string, balance: number }
+
+export async function rechargeRoutes (fastify: FastifyInstance, opts: { deps: BillingDeps, config: BillingConfig }) {
+  const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
+  const { db, redis, rules } = opts.deps
+  const policy = opts.config.RECHARGE_POLICY
+
+  app.post('/api/billing/recharge', {
+    schema: {
+      tags: ['billing'],
+      security: [{ bearer: [] }],
+      headers: RechargeHeadersSchema,
+      body: RechargeBodySchema,
+      response: { 200: RechargeResponseSchema, ...problems(400, 401, 403, 409) }
+    },
+    onRequest: app.authenticate
+  }, async (request) => {
+    const caller = request.user
+    const target = request.body.user_id ?? caller.id
+    if (policy === 'admin' && caller.role !== 'admin') {
+      throw new ProblemError('forbidden', 'Recharging is reserved to administrators (RECHARGE_POLICY=admin).')
+    }
+    if (policy === 'self' && target !== caller.id) {
+      throw new ProblemError('forbidden', 'You may only recharge your own balance.')
+    }
+    const amount = request.body.amount
+    const key = request.headers['idempotency-key']
+    // The key is scoped to the caller; the hash covers what the request asks for, after validation.
+    const hash = createHash('sha256').update(JSON.stringify({ user_id: target, amount })).digest('hex')
+
+    const outcome = await db.transaction().execute(async (trx) => {
+      if (key !== undefined && !(await claimIdempotencyKey(trx, caller.id, key, hash))) {
+        const first = await selectIdempotencyKey(trx, caller.id, key)
+        if (!first || first.request_hash !== hash) {
+          throw new ProblemError('idempotency_conflict', 'This Idempotency-Key was already used with a different request body.')
+        }
+        return { replayed: first.response_body as RechargeAnswer }
+      }
+      const balances = await creditRecharge(trx, target, amount, key === undefined ? `recharge:${randomUUID()}` : `recharge:${caller.id}:${key}`, rules)
+      const answer: RechargeAnswer = { message: '充值成功', balance: balances.get(target)!.balance }
+      if (key !== undefined) await saveIdempotentResponse(trx, caller.id, key, 200, answer)
+      return { answer, balances }
+    })
+    if ('replayed' in outcome) {
+      request.log.info({ user_id: target }, 'recharge replayed from its idempotency key')
+      return outcome.replayed
+    }
+    request.log.info({ user_id: target, amount, by: caller.id }, 'recharged')
+    await writeBalanceCache(redis, outcome.balances, request.log)
+    return outcome.answer
+  })
+}

@@ -1,0 +1,192 @@
+// The usage and signup consumers against real JetStream and Postgres: exactly-once application under
+// redelivery, duplicates, two replicas, a crash between commit and ack, and malformed events.
+import t from 'tap'
+import { jetstreamManager } from '@nats-io/jetstream'
+import { connect } from '@nats-io/transport-node'
+import { namespaced } from '@chat-platform/contracts'
+import { waitFor, TEST_NATS_URL } from '@chat-platform/platform/testing'
+import { testEnv, testDeps, usageEvent, registeredEvent, publisher, ledgerOf } from '../helper.ts'
+import { auditLedger } from '../../src/audit.ts'
+import { buildApp } from '../../src/app.ts'
+import { loadBillingConfig } from '../../src/config.ts'
+import { balanceKey } from '../../src/balance-cache.ts'
+import { createUsageConsumer, USAGE_CONSUMER } from '../../src/events/usage-recorded.consumer.ts'
+
+const usageRows = async (deps: Awaited<ReturnType<typeof testDeps>>['deps']) =>
+  await deps.db.selectFrom('transactions').selectAll().where('kind', '=', 'usage').execute()
+
+t.test('a usage event is priced, described and applied with its provenance; the Redis copy follows', async (t) => {
+  const env = await testEnv(t, { MODEL_PRICES: '{"gpt-4o-mini":{"input":0.5,"output":1.5}}' })
+  const { deps } = await testDeps(t, env)
+  await deps.start()
+  const pub = publisher(deps, env.EVENTS_NAMESPACE)
+  const ev = usageEvent(1, { prompt_tokens: 812, completion_tokens: 230 })
+  const est = usageEvent(1, { model: 'other', prompt_tokens: 3, completion_tokens: 4, usage_source: 'estimated' })
+  await pub.usage(ev)
+  await pub.usage(est)
+  await waitFor(async () => (await usageRows(deps)).length === 2, { what: 'two usage rows' })
+  const rows = await ledgerOf(deps, 1)
+  t.match(rows[0], { kind: 'signup_bonus', change_amount: 1000 })
+  const charged = rows.find((r) => r.event_id === ev.event_id)!
+  // ceil(812 × 0.5 + 230 × 1.5) = ceil(406 + 345) = 751
+  t.match(charged, {
+    change_amount: -751,
+    description: '对话消耗 · gpt-4o-mini · 输入 812 + 输出 230',
+    model: 'gpt-4o-mini',
+    prompt_tokens: 812,
+    completion_tokens: 230,
+    input_ratio: 0.5,
+    output_ratio: 1.5,
+    usage_source: 'provider',
+    source_id: ev.event_id
+  })
+  t.match(rows.find((r) => r.event_id === est.event_id), { change_amount: -7, description: '对话消耗 · other · 输入 3 + 输出 4 · 估算', usage_source: 'estimated', input_ratio: 1 })
+  await waitFor(async () => (await deps.redis.get(balanceKey(1))) === String(1000 - 751 - 7), { what: 'redis copy' })
+  t.equal(deps.consumers.usage.stats.applied, 2)
+})
+
+t.test('the same event delivered many times (new msg ids, replays) is applied once', async (t) => {
+  const env = await testEnv(t)
+  const { deps } = await testDeps(t, env)
+  await deps.start()
+  const pub = publisher(deps, env.EVENTS_NAMESPACE)
+  const ev = usageEvent(3, { prompt_tokens: 100, completion_tokens: 0 })
+  // Inside the dedup window JetStream drops exact msg-id repeats; other ids model repeats after the window.
+  await pub.usage(ev)
+  await pub.usage(ev)
+  for (let i = 0; i < 5; i++) await pub.usage(ev, `${ev.event_id}-${i}`)
+  await waitFor(() => deps.consumers.usage.stats.applied + deps.consumers.usage.stats.duplicates === 6, { what: '6 deliveries handled' })
+  t.equal(deps.consumers.usage.stats.applied, 1)
+  t.equal((await usageRows(deps)).length, 1)
+  t.equal((await ledgerOf(deps, 3)).at(-1)!.balance_after, 900)
+})
+
+t.test('malformed events are set aside in dead_letters and the rest is applied', async (t) => {
+  const env = await testEnv(t, { BILLING_BATCH_SIZE: '10' })
+  const { deps } = await testDeps(t, env)
+  const pub = publisher(deps, env.EVENTS_NAMESPACE)
+  const good = [usageEvent(1), usageEvent(2), usageEvent(1)]
+  await pub.usage(good[0])
+  await pub.usage('{not json', 'bad-1')
+  await pub.usage({ ...usageEvent(1), prompt_tokens: -4 }, 'bad-2')
+  await pub.usage({ ...usageEvent(1), event_id: 'not-a-uuid' }, 'bad-3')
+  await pub.usage(good[1])
+  // Valid by schema, but more tokens than the ledger column holds: the database refuses it every time.
+  await pub.usage(usageEvent(2, { prompt_tokens: 2 ** 40 }))
+  await pub.usage(good[2])
+  await deps.start()
+  await waitFor(async () => (await usageRows(deps)).length === 3 && deps.consumers.usage.stats.deadLettered === 4, { what: 'good applied, bad set aside' })
+  const letters = await deps.db.selectFrom('dead_letters').selectAll().orderBy('stream_seq').execute()
+  t.equal(letters.length, 4)
+  t.same(letters.map((l) => l.stream_seq), [2, 3, 4, 6])
+  t.equal(letters[0].payload, '{not json')
+  t.match(letters[0].error, /not JSON/)
+  t.match(letters[1].error, /prompt_tokens/)
+  t.match(letters[2].error, /event_id/)
+  t.match(letters[3].error, /rejected by the database/)
+  t.equal(letters[0].stream, namespaced(env.EVENTS_NAMESPACE).streams.CHAT_USAGE.name)
+  t.ok(deps.consumers.usage.stats.batchFallbacks >= 1, 'the failing batch fell back to one by one')
+  // Nothing is left pending for redelivery: the bad ones were terminated, the good ones acked.
+  const jsm = await jetstreamManager(deps.nc)
+  await waitFor(async () => {
+    const info = await jsm.consumers.info(namespaced(env.EVENTS_NAMESPACE).streams.CHAT_USAGE.name, USAGE_CONSUMER)
+    return info.num_ack_pending === 0 && info.num_pending === 0
+  }, { what: 'consumer fully acked' })
+  t.equal((await auditLedger(deps.db)).breaks.length, 0)
+  const app = buildApp(deps, loadBillingConfig(env))
+  t.teardown(() => app.close())
+  const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
+  t.match(metrics, /billing_consumer_events\{consumer="usage",outcome="dead_lettered"[^}]*\} 4/, 'set-aside events are counted')
+  t.match(metrics, /billing_consumer_events\{consumer="usage",outcome="applied"[^}]*\} 3/)
+})
+
+t.test('two billing instances on one durable consumer apply each event exactly once', async (t) => {
+  const env = await testEnv(t, { BILLING_BATCH_SIZE: '8' })
+  const a = await testDeps(t, env)
+  const b = await testDeps(t, env)
+  await a.deps.start()
+  await b.deps.start()
+  const pub = publisher(a.deps, env.EVENTS_NAMESPACE)
+  const events = Array.from({ length: 300 }, (_, i) => usageEvent(1 + (i % 7), { prompt_tokens: 1 + i, completion_tokens: 2 }))
+  await Promise.all(events.map((ev) => pub.usage(ev)))
+  await waitFor(async () => (await usageRows(a.deps)).length === 300, { what: '300 usage rows', timeoutMs: 30_000 })
+  const applied = a.deps.consumers.usage.stats.applied + b.deps.consumers.usage.stats.applied
+  t.equal(applied, 300, 'every event applied by exactly one instance')
+  t.ok(a.deps.consumers.usage.stats.applied > 0 && b.deps.consumers.usage.stats.applied > 0, 'both instances took part')
+  const expected = new Map<number, number>()
+  for (const ev of events) expected.set(ev.user_id, (expected.get(ev.user_id) ?? 1000) - ev.prompt_tokens - 2)
+  for (const [userId, balance] of expected) {
+    const acc = await a.deps.db.selectFrom('accounts').select('balance').where('user_id', '=', userId).executeTakeFirstOrThrow()
+    t.equal(acc.balance, balance, `user ${userId}`)
+  }
+  t.same((await auditLedger(a.deps.db)).breaks, [])
+})
+
+t.test('an instance that dies between commit and ack does not double-charge on redelivery', async (t) => {
+  const env = await testEnv(t, { BILLING_ACK_WAIT_MS: '500' })
+  const survivor = await testDeps(t, env)
+  const pub = publisher(survivor.deps, env.EVENTS_NAMESPACE)
+  // The doomed instance: its own connection, closed right after its commit, before any ack leaves.
+  const nc = await connect({ servers: TEST_NATS_URL })
+  t.teardown(() => nc.close().catch(() => {}))
+  let committed = 0
+  const doomed = createUsageConsumer({
+    nc,
+    db: survivor.deps.db,
+    log: survivor.deps.log,
+    namespace: env.EVENTS_NAMESPACE,
+    rules: survivor.deps.rules,
+    ackWaitMs: 500,
+    batchSize: 10,
+    retryDelayMs: 50,
+    beforeAck: async (msgs) => { committed += msgs.length; await nc.close() }
+  })
+  t.teardown(() => doomed.stop())
+  const events = [usageEvent(8, { prompt_tokens: 40, completion_tokens: 2 }), usageEvent(8, { prompt_tokens: 50, completion_tokens: 8 })]
+  for (const ev of events) await pub.usage(ev)
+  await doomed.start()
+  await waitFor(() => committed === 2, { what: 'the doomed instance committed' })
+  t.equal((await usageRows(survivor.deps)).length, 2, 'committed before it died')
+
+  await survivor.deps.start()
+  await waitFor(() => survivor.deps.consumers.usage.stats.duplicates >= 2, { what: 'redelivery reached the survivor', timeoutMs: 15_000 })
+  t.equal(survivor.deps.consumers.usage.stats.applied, 0, 'nothing applied twice')
+  t.equal((await usageRows(survivor.deps)).length, 2)
+  t.equal((await ledgerOf(survivor.deps, 8)).at(-1)!.balance_after, 1000 - 42 - 58)
+})
+
+t.test('the signup bonus comes from auth.user.registered or the first access, whichever is first, once', async (t) => {
+  const env = await testEnv(t, { SIGNUP_BONUS: '500' })
+  const { deps } = await testDeps(t, env)
+  await deps.start()
+  const pub = publisher(deps, env.EVENTS_NAMESPACE)
+  const first = registeredEvent(20)
+  await pub.registered(first)
+  await pub.registered(registeredEvent(20, { via: 'wechat' }))
+  // User 21 spends before the registration event arrives: the usage opens the account, the event adds nothing.
+  await pub.usage(usageEvent(21, { prompt_tokens: 5, completion_tokens: 5 }))
+  await waitFor(() => deps.consumers.usage.stats.applied === 1, { what: 'usage of 21' })
+  await pub.registered(registeredEvent(21))
+  await pub.registered({ user_id: 'x' })
+  await waitFor(() => deps.consumers.signup.stats.applied === 3 && deps.consumers.signup.stats.deadLettered === 1, { what: 'signup events' })
+  t.match(await ledgerOf(deps, 20), [{ kind: 'signup_bonus', change_amount: 500, balance_after: 500, event_id: null }])
+  t.match(await ledgerOf(deps, 21), [{ kind: 'signup_bonus', change_amount: 500 }, { kind: 'usage', change_amount: -10, balance_after: 490 }])
+  t.equal((await ledgerOf(deps, 21)).length, 2)
+  await waitFor(async () => (await deps.redis.get(balanceKey(20))) === '500', { what: 'redis copy' })
+})
+
+t.test('stop() finishes the batch in hand; a restarted consumer resumes where the durable left off', async (t) => {
+  const env = await testEnv(t)
+  const { deps } = await testDeps(t, env)
+  const pub = publisher(deps, env.EVENTS_NAMESPACE)
+  await deps.start()
+  await pub.usage(usageEvent(1))
+  await waitFor(() => deps.consumers.usage.stats.applied === 1, { what: 'first' })
+  await deps.stop()
+  await pub.usage(usageEvent(1))
+  const again = await testDeps(t, env)
+  await again.deps.start()
+  await waitFor(() => again.deps.consumers.usage.stats.applied === 1, { what: 'second by the new instance' })
+  t.equal(again.deps.consumers.usage.stats.duplicates, 0, 'the first was not redelivered')
+  t.equal((await usageRows(deps)).length, 2)
+})

@@ -1,0 +1,82 @@
+// Ledger rules under concurrency: recharges and usage on one account at once leave an exact balance and an
+// unbroken chain; pricing is exact; batches apply once.
+import t from 'tap'
+import { publisher, testEnv, testDeps, usageEvent, bearer, ledgerOf } from './helper.ts'
+import { waitFor } from '@chat-platform/platform/testing'
+import { loadBillingConfig } from '../src/config.ts'
+import { buildApp } from '../src/app.ts'
+import { auditLedger } from '../src/audit.ts'
+import { applyUsageEvents } from '../src/ledger.ts'
+import { priceTokens, parseModelPrices, ratiosFor, usageDescription } from '../src/pricing.ts'
+
+t.test('50 concurrent recharges and 50 usage events on one account: exact balance, unbroken chain', async (t) => {
+  const env = await testEnv(t, { RECHARGE_POLICY: 'self', BILLING_BATCH_SIZE: '5' })
+  const { deps } = await testDeps(t, env)
+  const app = buildApp(deps, loadBillingConfig(env))
+  t.teardown(() => app.close())
+  await deps.start()
+  const pub = publisher(deps, env.EVENTS_NAMESPACE)
+  const events = Array.from({ length: 50 }, (_, i) => usageEvent(42, { prompt_tokens: i + 1, completion_tokens: 3 }))
+  // Half of the usage goes straight to the apply code in its own transactions, half through JetStream.
+  await Promise.all([
+    ...Array.from({ length: 50 }, (_, i) => app.inject({ method: 'POST', url: '/api/billing/recharge', headers: bearer(42), payload: { amount: 10 + i } })),
+    ...events.slice(0, 25).map((ev) => pub.usage(ev)),
+    ...events.slice(25).map((ev) => deps.db.transaction().execute((trx) => applyUsageEvents(trx, [ev], deps.rules)))
+  ])
+  await waitFor(async () => (await ledgerOf(deps, 42)).length === 101, { what: '101 ledger rows', timeoutMs: 20_000 })
+  const recharged = Array.from({ length: 50 }, (_, i) => 10 + i).reduce((a, b) => a + b, 0)
+  const spent = events.reduce((a, ev) => a + ev.prompt_tokens + ev.completion_tokens, 0)
+  const balance = (await app.inject({ method: 'GET', url: '/api/user/balance', headers: bearer(42) })).json().balance
+  t.equal(balance, 1000 + recharged - spent)
+  const rows = await ledgerOf(deps, 42)
+  let running = 0
+  for (const r of rows) {
+    running += r.change_amount
+    if (r.balance_after !== running) { t.fail(`chain broken at row ${r.id}`); break }
+  }
+  t.equal(running, balance)
+  t.same((await auditLedger(deps.db)).breaks, [])
+})
+
+t.test('one batch with many users and repeated events applies each once, in order per user', async (t) => {
+  const env = await testEnv(t)
+  const { deps } = await testDeps(t, env)
+  const evs = [usageEvent(2, { prompt_tokens: 5 }), usageEvent(1, { prompt_tokens: 7 }), usageEvent(2, { prompt_tokens: 1, completion_tokens: 0 })]
+  const first = await deps.db.transaction().execute((trx) => applyUsageEvents(trx, [...evs, evs[0]], deps.rules))
+  t.same([...first.outcomes.values()], ['applied', 'applied', 'applied'])
+  t.same(first.balances.get(2), { balance: 1000 - 10 - 1, version: 3 })
+  const second = await deps.db.transaction().execute((trx) => applyUsageEvents(trx, evs, deps.rules))
+  t.same([...second.outcomes.values()], ['duplicate', 'duplicate', 'duplicate'])
+  t.equal(second.balances.size, 0)
+  t.match(await ledgerOf(deps, 2), [{ kind: 'signup_bonus', balance_after: 1000 }, { change_amount: -10, balance_after: 990 }, { change_amount: -1, balance_after: 989 }])
+  const zero = usageEvent(3, { prompt_tokens: 0, completion_tokens: 0 })
+  await deps.db.transaction().execute((trx) => applyUsageEvents(trx, [zero], deps.rules))
+  t.match(await ledgerOf(deps, 3), [{ kind: 'signup_bonus' }], 'a free exchange leaves no usage row (but opens the account)')
+  t.same((await auditLedger(deps.db)).breaks, [])
+})
+
+t.test('balances may go below zero through usage only (bounded overdraft)', async (t) => {
+  const env = await testEnv(t, { SIGNUP_BONUS: '10' })
+  const { deps } = await testDeps(t, env)
+  await deps.db.transaction().execute((trx) => applyUsageEvents(trx, [usageEvent(5, { prompt_tokens: 30, completion_tokens: 5 })], deps.rules))
+  t.match(await ledgerOf(deps, 5), [{ balance_after: 10 }, { change_amount: -35, balance_after: -25 }])
+})
+
+t.test('pricing: exact ceil, per-model ratios with "*" fallback, descriptions', async (t) => {
+  t.equal(priceTokens(812, 230, { input: 1, output: 1 }), 1042)
+  t.equal(priceTokens(100, 0, { input: 1.1, output: 1 }), 110, 'no float noise (1.1 × 100 is not 110.00000000000001)')
+  t.equal(priceTokens(1, 1, { input: 0.1, output: 0.2 }), 1)
+  t.equal(priceTokens(3, 0, { input: 0.333333, output: 0 }), 1)
+  t.equal(priceTokens(0, 0, { input: 5, output: 5 }), 0)
+  const prices = parseModelPrices('{"a":{"input":2,"output":3},"*":{"input":0.5,"output":0.5}}')
+  t.same(ratiosFor(prices, 'a'), { input: 2, output: 3 })
+  t.same(ratiosFor(prices, 'b'), { input: 0.5, output: 0.5 })
+  t.same(ratiosFor({}, 'b'), { input: 1, output: 1 })
+  t.throws(() => parseModelPrices('nope'), /JSON/)
+  t.throws(() => parseModelPrices('{"a":{"input":-1,"output":1}}'))
+  t.throws(() => parseModelPrices('{"a":{"input":1}}'))
+  t.throws(() => parseModelPrices('{"a":{"input":0.0000001,"output":1}}'), /decimals/)
+  t.throws(() => loadBillingConfig({ MODEL_PRICES: '{"a":1}' }), /MODEL_PRICES/)
+  t.equal(usageDescription({ model: 'gpt-4o-mini', prompt_tokens: 812, completion_tokens: 230, usage_source: 'provider' }), '对话消耗 · gpt-4o-mini · 输入 812 + 输出 230')
+  t.equal(usageDescription({ model: 'm', prompt_tokens: 1, completion_tokens: 2, usage_source: 'estimated' }), '对话消耗 · m · 输入 1 + 输出 2 · 估算')
+})

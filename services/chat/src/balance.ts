@@ -1,0 +1,27 @@
+// The 402 pre-check: the user's balance from billing's Redis copy, else billing's internal endpoint.
+import { callService, type Redis } from '@chat-platform/platform'
+import type { FastifyBaseLogger as Logger } from 'fastify'
+
+export const balanceKey = (userId: number) => `billing:balance:${userId}`
+
+function parseCached (v: string | null): number | undefined {
+  if (v === null) return undefined
+  const n = Number(v)
+  if (Number.isFinite(n)) return n
+  try {
+    const b = (JSON.parse(v) as { balance?: unknown }).balance
+    return typeof b === 'number' && Number.isFinite(b) ? b : undefined
+  } catch { return undefined }
+}
+
+/** The balance; throws 503 `service_unavailable` when neither Redis nor billing can tell. */
+export async function readBalance (ctx: { redis: Redis, billingUrl: string, log: Logger, requestId?: string }, userId: number): Promise<number> {
+  try {
+    const cached = parseCached(await ctx.redis.get(balanceKey(userId)))
+    if (cached !== undefined) return cached
+  } catch (err) {
+    ctx.log.warn({ err: (err as Error).message }, 'redis unavailable: reading the balance from billing')
+  }
+  const res = await callService<{ user_id: number, balance: number }>(ctx.billingUrl, `/internal/balances/${userId}`, { requestId: ctx.requestId })
+  return res.balance
+}

@@ -1,0 +1,38 @@
+// Queries on chat sessions; every read and delete is scoped to the owning user.
+import type { Kysely, Transaction } from 'kysely'
+import type { Session } from '@chat-platform/contracts'
+import type { Database, SessionRow } from '../database.ts'
+
+type Db = Kysely<Database> | Transaction<Database>
+
+export const toSession = (row: SessionRow): Session => ({ id: row.id, user_id: row.user_id, title: row.title, created_at: row.created_at.toISOString() })
+
+export async function insertSession (db: Db, values: { user_id: number, title: string }): Promise<SessionRow> {
+  return await db.insertInto('sessions').values(values).returningAll().executeTakeFirstOrThrow()
+}
+
+export async function findSession (db: Db, id: number, userId: number): Promise<SessionRow | undefined> {
+  return await db.selectFrom('sessions').selectAll().where('id', '=', id).where('user_id', '=', userId).executeTakeFirst()
+}
+
+/** Newest first; `beforeId` is the cursor (the last id of the previous page). */
+export async function listSessions (db: Db, userId: number, opts: { limit: number, beforeId?: number }): Promise<SessionRow[]> {
+  return await db.selectFrom('sessions').selectAll()
+    .where('user_id', '=', userId)
+    .$if(opts.beforeId !== undefined, (q) => q.where('id', '<', opts.beforeId!))
+    .orderBy('id', 'desc')
+    .limit(opts.limit)
+    .execute()
+}
+
+/** Deletes the session and (by cascade) its messages; usage rows stay. */
+export async function deleteSession (db: Db, id: number, userId: number): Promise<boolean> {
+  const res = await db.deleteFrom('sessions').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst()
+  return Number(res.numDeletedRows) > 0
+}
+
+/** Holds the session against deletion until the transaction ends; false if it is gone. */
+export async function lockSession (trx: Transaction<Database>, id: number): Promise<boolean> {
+  const row = await trx.selectFrom('sessions').select('id').where('id', '=', id).forKeyShare().executeTakeFirst()
+  return row !== undefined
+}

@@ -1,0 +1,123 @@
+// The LLM through the openai SDK: one call per exchange, JSON or streamed, with our own deadlines and error mapping.
+import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai'
+import { ProblemError } from '@chat-platform/platform'
+import type { FastifyBaseLogger as Logger } from 'fastify'
+import type { PromptMessage } from './tokenizer.ts'
+
+export interface LlmOptions {
+  baseURL?: string
+  apiKey: string
+  model: string
+  timeoutMs: number
+  maxRetries: number
+  maxOutputTokens?: number
+  log: Logger
+}
+
+export interface LlmUsage { prompt_tokens: number, completion_tokens: number }
+
+/**
+ * What came back. `error` is set when the call failed; `content` may still hold what the model wrote before
+ * (a cut stream, a timeout between chunks, or the client leaving, `clientAborted`).
+ */
+export interface LlmOutcome {
+  content: string
+  usage?: LlmUsage
+  finished: boolean
+  clientAborted: boolean
+  error?: ProblemError
+}
+
+export function mapLlmError (err: unknown, timedOut: boolean): ProblemError {
+  if (timedOut || err instanceof APIConnectionTimeoutError) return new ProblemError('upstream_timeout', 'The language model did not answer in time; try again.', { cause: err })
+  if (err instanceof APIConnectionError) return new ProblemError('service_unavailable', 'The language model cannot be reached; try again shortly.', { cause: err })
+  if (err instanceof APIError && !(err instanceof APIUserAbortError)) return new ProblemError('upstream_error', `The language model answered with an error${err.status ? ` (status ${err.status})` : ''}.`, { cause: err })
+  return new ProblemError('upstream_error', 'The connection to the language model broke off.', { cause: err })
+}
+
+const usageOf = (u: { prompt_tokens?: number, completion_tokens?: number } | null | undefined): LlmUsage | undefined =>
+  u && Number.isInteger(u.prompt_tokens) && Number.isInteger(u.completion_tokens) ? { prompt_tokens: u.prompt_tokens!, completion_tokens: u.completion_tokens! } : undefined
+
+export class LlmClient {
+  readonly model: string
+  private readonly client: OpenAI
+  private readonly opts: LlmOptions
+
+  constructor (opts: LlmOptions) {
+    this.opts = opts
+    this.model = opts.model
+    // The SDK's own timeout covers only the wait for headers; the deadlines below cover the body too.
+    this.client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseURL, timeout: opts.timeoutMs, maxRetries: opts.maxRetries })
+  }
+
+  private params (messages: PromptMessage[]) {
+    return { model: this.model, messages, ...(this.opts.maxOutputTokens ? { max_tokens: this.opts.maxOutputTokens } : {}) }
+  }
+
+  /** One JSON completion, bounded as a whole by the timeout (retries included). */
+  async complete (messages: PromptMessage[], signal?: AbortSignal): Promise<LlmOutcome> {
+    const ac = new AbortController()
+    let timedOut = false
+    const timer = setTimeout(() => { timedOut = true; ac.abort() }, this.opts.timeoutMs)
+    const onAbort = () => ac.abort()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    try {
+      const res = await this.client.chat.completions.create({ ...this.params(messages), stream: false }, { signal: ac.signal })
+      const content = res.choices[0]?.message?.content ?? ''
+      return { content, usage: usageOf(res.usage), finished: true, clientAborted: false }
+    } catch (err) {
+      const clientAborted = !timedOut && (signal?.aborted ?? false)
+      return { content: '', finished: false, clientAborted, error: clientAborted ? undefined : mapLlmError(err, timedOut) }
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
+  }
+
+  /**
+   * A streamed completion with usage requested. The timeout bounds the wait for the first chunk and every
+   * gap between chunks. `signal` (the client leaving) aborts the upstream request at once.
+   */
+  async stream (messages: PromptMessage[], onDelta: (text: string) => void, signal?: AbortSignal): Promise<LlmOutcome> {
+    const ac = new AbortController()
+    let timedOut = false
+    let timer: NodeJS.Timeout | undefined
+    const arm = () => {
+      clearTimeout(timer)
+      timer = setTimeout(() => { timedOut = true; ac.abort() }, this.opts.timeoutMs)
+    }
+    const onAbort = () => ac.abort()
+    signal?.addEventListener('abort', onAbort, { once: true })
+    if (signal?.aborted) ac.abort()
+    let content = ''
+    let usage: LlmUsage | undefined
+    let finished = false
+    let error: ProblemError | undefined
+    arm()
+    try {
+      const stream = await this.client.chat.completions.create({ ...this.params(messages), stream: true, stream_options: { include_usage: true } }, { signal: ac.signal })
+      // The SDK's iterator ends quietly (no throw) when aborted, so the flags above tell how it ended.
+      for await (const chunk of stream) {
+        arm()
+        const choice = chunk.choices[0]
+        const piece = choice?.delta?.content
+        if (piece) {
+          content += piece
+          onDelta(piece)
+        }
+        if (choice?.finish_reason) finished = true
+        const u = usageOf(chunk.usage)
+        if (u) usage = u
+      }
+    } catch (err) {
+      if (!(err instanceof APIUserAbortError) || timedOut) error = mapLlmError(err, timedOut)
+    } finally {
+      clearTimeout(timer)
+      signal?.removeEventListener('abort', onAbort)
+    }
+    const clientAborted = !timedOut && (signal?.aborted ?? false)
+    if (!error && !clientAborted && timedOut) error = mapLlmError(undefined, true)
+    if (!error && !clientAborted && !finished) error = mapLlmError(new Error('stream ended without a finish reason'), false)
+    return { content, usage, finished: finished && !error && !clientAborted, clientAborted, error }
+  }
+}

@@ -1,0 +1,48 @@
+// Server-Sent Events on a hijacked Fastify reply: headers sent at once, no proxy buffering, heartbeats while idle.
+import type { FastifyReply } from 'fastify'
+
+export interface SseStream {
+  send: (event: string, data: unknown) => void
+  /** Set when the client has gone away. */
+  readonly closed: boolean
+  onClose: (fn: () => void) => void
+  end: () => void
+}
+
+export const acceptsEventStream = (accept: string | undefined) => !!accept && /(^|,)\s*text\/event-stream\s*(;|,|$)/i.test(accept)
+
+export function openSse (reply: FastifyReply, heartbeatMs: number): SseStream {
+  reply.hijack()
+  const res = reply.raw
+  res.writeHead(200, {
+    'content-type': 'text/event-stream; charset=utf-8',
+    'cache-control': 'no-cache, no-transform',
+    connection: 'keep-alive',
+    'x-accel-buffering': 'no',
+    'x-request-id': String(reply.request.id)
+  })
+  res.flushHeaders()
+  let closed = false
+  const listeners: (() => void)[] = []
+  // 'close' before our end() means the client hung up.
+  res.on('close', () => {
+    if (res.writableEnded) return
+    closed = true
+    for (const fn of listeners) fn()
+  })
+  // A comment line keeps idle proxies from timing the stream out while the model thinks.
+  const heartbeat = setInterval(() => { if (!closed) res.write(': ping\n\n') }, heartbeatMs)
+  heartbeat.unref()
+  return {
+    send (event, data) {
+      if (closed || res.writableEnded) return
+      res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+    },
+    get closed () { return closed },
+    onClose (fn) { if (closed) fn(); else listeners.push(fn) },
+    end () {
+      clearInterval(heartbeat)
+      if (!res.writableEnded) res.end()
+    }
+  }
+}
