@@ -12,6 +12,8 @@ import { migrations } from '../src/db/migrations/index.ts'
 import { startSimulator, type Simulator, type SimulatorKnobs } from '../src/llm/simulator.ts'
 import { balanceKey } from '../src/balance.ts'
 
+export interface InjectResponse { statusCode: number, headers: Record<string, string | string[] | number | undefined>, body: string, json: <T = any>() => T }
+
 interface Teardown { teardown: (fn: () => unknown) => void }
 
 export interface TestApp {
@@ -24,7 +26,7 @@ export interface TestApp {
   auth: (userId: number) => { authorization: string }
   seedBalance: (userId: number, balance: number) => Promise<void>
   createSession: (userId: number, title?: string) => Promise<{ id: number }>
-  send: (userId: number, sessionId: number, content: string, headers?: Record<string, string>) => ReturnType<ReturnType<typeof buildApp>['inject']>
+  send: (userId: number, sessionId: number, content: string, headers?: Record<string, string>) => Promise<InjectResponse>
   /** Every usage event in the namespaced CHAT_USAGE stream. */
   usageEvents: () => Promise<UsageRecorded[]>
   streamMessageCount: () => Promise<number>
@@ -88,8 +90,8 @@ export async function buildTestApp (t: Teardown, env: Record<string, string> = {
       if (res.statusCode !== 200) throw new Error(`create session: ${res.statusCode} ${res.body}`)
       return res.json()
     },
-    send (userId, sessionId, content, headers = {}) {
-      return app.inject({ method: 'POST', url: `/api/sessions/${sessionId}/messages`, headers: { ...auth(userId), ...headers }, payload: { content } })
+    async send (userId, sessionId, content, headers = {}) {
+      return await app.inject({ method: 'POST', url: `/api/sessions/${sessionId}/messages`, headers: { ...auth(userId), ...headers }, payload: { content } })
     },
     streamMessageCount,
     async usageEvents () {

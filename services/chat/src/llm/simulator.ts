@@ -130,7 +130,12 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
     let n = 0
     for (const piece of chunks(text, k.chunkSize)) {
       if (res.destroyed) return
-      if (k.cutAfterChunks !== undefined && n >= k.cutAfterChunks) { res.destroy(); return }
+      if (k.cutAfterChunks !== undefined && n >= k.cutAfterChunks) {
+        // Flush what was written, then drop the connection mid-response.
+        await new Promise<void>((resolve) => res.write('', () => resolve()))
+        res.socket?.destroy()
+        return
+      }
       if (k.stallAfterChunks !== undefined && n >= k.stallAfterChunks) return
       if (k.chunkDelayMs) await sleep(k.chunkDelayMs)
       if (res.destroyed) return

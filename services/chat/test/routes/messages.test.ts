@@ -158,7 +158,7 @@ t.test('429 over CHAT_MAX_INFLIGHT exchanges in flight, with Retry-After; the sl
 })
 
 t.test('upstream failures map to 502/503/504, charge nothing, and leave no dangling turn', async (t) => {
-  const cases = [
+  const cases: { name: string, env: Record<string, string>, knobs: object, status: number, code: string }[] = [
     { name: 'error answer', env: {}, knobs: { errorStatus: 500 }, status: 502, code: 'upstream_error' },
     { name: 'bad request answer', env: {}, knobs: { errorStatus: 400 }, status: 502, code: 'upstream_error' },
     { name: 'too slow', env: { CHAT_LLM_TIMEOUT_MS: '300' }, knobs: { hang: true }, status: 504, code: 'upstream_timeout' },

@@ -22,7 +22,8 @@ export async function claimIdempotencyKey (db: Db, input: { user_id: number, key
     .executeTakeFirst()
   if (inserted) return { kind: 'claimed' }
   const row = await db.selectFrom('idempotency_keys')
-    .select(['request_hash', 'state', 'response', 'locked_at', sql<boolean>`created_at < now() - make_interval(hours => ${input.ttlHours})`.as('expired'), sql<boolean>`locked_at < now() - make_interval(secs => ${input.staleMs / 1000})`.as('stale')])
+    // locked_at as text: a JS Date would drop the microseconds the compare-and-set below needs.
+    .select(['request_hash', 'state', 'response', sql<string>`locked_at::text`.as('lock'), sql<boolean>`created_at < now() - make_interval(hours => ${input.ttlHours})`.as('expired'), sql<boolean>`locked_at < now() - make_interval(secs => ${input.staleMs / 1000})`.as('stale')])
     .where('user_id', '=', input.user_id).where('key', '=', input.key)
     .executeTakeFirst()
   if (!row) return await claimIdempotencyKey(db, input)
@@ -30,7 +31,7 @@ export async function claimIdempotencyKey (db: Db, input: { user_id: number, key
   if (takeOver) {
     const res = await db.updateTable('idempotency_keys')
       .set({ request_hash: input.request_hash, state: 'in_progress', response: null, created_at: sql`now()`, locked_at: sql`now()` })
-      .where('user_id', '=', input.user_id).where('key', '=', input.key).where('locked_at', '=', row.locked_at)
+      .where('user_id', '=', input.user_id).where('key', '=', input.key).where(sql<string>`locked_at::text`, '=', row.lock)
       .executeTakeFirst()
     return Number(res.numUpdatedRows) === 1 ? { kind: 'claimed' } : { kind: 'in_progress' }
   }
