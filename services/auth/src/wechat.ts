@@ -20,7 +20,8 @@ const upstream = (why: string) => new ProblemError('upstream_error', 'WeChat ans
  * whose query string holds the app secret.
  */
 export async function code2Session (opts: WechatOptions, code: string): Promise<WechatSession> {
-  const url = new URL('/sns/jscode2session', opts.base)
+  // Appended, not resolved: a base with a path (a forward proxy, say) keeps it.
+  const url = new URL(`${opts.base.replace(/\/+$/, '')}/sns/jscode2session`)
   url.search = new URLSearchParams({ appid: opts.appid, secret: opts.secret, js_code: code, grant_type: 'authorization_code' }).toString()
   let text: string
   let status: number

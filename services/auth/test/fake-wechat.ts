@@ -12,6 +12,8 @@ export interface FakeWechat {
   url: string
   /** Query strings received, in order (to check appid, secret, js_code, grant_type). */
   calls: URLSearchParams[]
+  /** Request paths received, in order. */
+  paths: string[]
   /** Issues a code for this user, valid once, as wx.login would. */
   code: (user: FakeUser) => string
   /** Knobs: answer every request with this errcode, this raw body or HTTP status, or only after this delay. */
@@ -26,6 +28,7 @@ export async function startFakeWechat (t: Teardown): Promise<FakeWechat> {
   const fake: FakeWechat = {
     url: '',
     calls: [],
+    paths: [],
     code: (user) => {
       const code = `code-${++n}-${Math.random().toString(36).slice(2)}`
       codes.set(code, user)
@@ -40,8 +43,9 @@ export async function startFakeWechat (t: Teardown): Promise<FakeWechat> {
       res.writeHead(fake.knobs.status ?? 200, { 'content-type': 'text/plain' })
       res.end(typeof body === 'string' ? body : JSON.stringify(body))
     }
-    if (url.pathname !== '/sns/jscode2session') { res.writeHead(404).end(); return }
+    if (!url.pathname.endsWith('/sns/jscode2session')) { res.writeHead(404).end(); return }
     fake.calls.push(url.searchParams)
+    fake.paths.push(url.pathname)
     if (fake.knobs.rawBody !== undefined) return send(fake.knobs.rawBody)
     if (fake.knobs.errcode !== undefined) return send({ errcode: fake.knobs.errcode, errmsg: 'fake error, rid: 1' })
     const q = url.searchParams

@@ -177,3 +177,11 @@ t.test('the app secret and session_key never reach a response, a log line or the
   const columns = await sql<{ column_name: string }>`select column_name from information_schema.columns where table_schema = 'auth'`.execute(s.deps.db)
   t.notOk(columns.rows.some((c) => /session_key|secret/.test(c.column_name)), 'no column for session_key')
 })
+
+t.test('WECHAT_API_BASE with a path (a forward proxy) keeps its path', async (t) => {
+  const wx = await startFakeWechat(t)
+  const s = await buildTestApp(t, { WECHAT_APPID: FAKE_APPID, WECHAT_SECRET: FAKE_SECRET, WECHAT_API_BASE: `${wx.url}/wechat-proxy/` })
+  const res = await s.app.inject({ method: 'POST', url: '/api/auth/wechat-login', payload: { code: wx.code({ openid: 'oProxied' }) } })
+  t.equal(res.statusCode, 200)
+  t.equal(wx.paths.at(-1), '/wechat-proxy/sns/jscode2session')
+})

@@ -115,7 +115,7 @@ t.test('the client hanging up aborts the upstream request; the partial reply is 
   })
   await waitFor(() => s.llm.aborts() === 1, { what: 'the fake provider sees the abort' })
   t.notOk(s.llm.requests[0].finished, 'the model did not finish the story')
-  const reply = await waitFor(() => s.deps.db.selectFrom('messages').selectAll().where('role', '=', 'assistant').executeTakeFirst(), { what: 'partial reply stored' })
+  const reply = (await waitFor(() => s.deps.db.selectFrom('messages').selectAll().where('role', '=', 'assistant').executeTakeFirst(), { what: 'partial reply stored' }))!
   t.equal(reply.status, 'partial')
   t.ok(reply.content.length > 0)
   t.ok(reply.content.startsWith(parseSse(received.slice(0, received.lastIndexOf('\n\n') + 2)).map((e) => e.data.content).join('')), 'stored at least what the client saw')

@@ -1,0 +1,99 @@
+// Gateway cost: GET /api/user/balance through the gateway vs straight to billing vs a minimal proxy, interleaved.
+import { once } from 'node:events'
+import { fileURLToPath } from 'node:url'
+import type { BenchContext } from '../context.ts'
+import { LoadGenerator } from '../load-client.ts'
+import { allCpus, pin, spawnTs } from '../procs.ts'
+import { median, round } from '../stats.ts'
+import type { LatencyResult, ThroughputResult } from '../load-worker.ts'
+
+type Target = 'direct' | 'minimal' | 'gateway'
+const TARGETS: Target[] = ['direct', 'minimal', 'gateway']
+
+async function startMinimalProxy (ctx: BenchContext): Promise<string> {
+  const child = spawnTs(fileURLToPath(new URL('../minimal-proxy.ts', import.meta.url)), { env: { UPSTREAM: ctx.system.url('billing'), PORT: '0' }, ipc: true, pinned: false })
+  ctx.extraProcs.set('minimal-proxy', child)
+  let output = ''
+  child.stderr!.on('data', (b: Buffer) => { output += b.toString() })
+  child.stdout!.resume()
+  ctx.teardowns.teardown(async () => {
+    if (child.exitCode !== null) return
+    child.kill('SIGTERM')
+    await once(child, 'exit')
+  })
+  const [msg] = await Promise.race([
+    once(child, 'message') as Promise<[{ address: string }]>,
+    once(child, 'exit').then(() => { throw new Error(`minimal proxy exited: ${output}`) })
+  ])
+  return msg.address
+}
+
+/** Rotates the order each round so drift on the machine hits every configuration alike. */
+const orderFor = (round: number) => TARGETS.map((_, i) => TARGETS[(i + round) % TARGETS.length])
+
+export async function gatewaySection (ctx: BenchContext): Promise<void> {
+  const g = ctx.profile.gateway
+  const { system } = ctx
+  const minimal = await startMinimalProxy(ctx)
+  const path = '/api/user/balance'
+  const url: Record<Target, string> = { direct: system.url('billing') + path, minimal: minimal + path, gateway: system.gatewayUrl + path }
+  const headers = { authorization: `Bearer ${ctx.users[0].token}` }
+
+  // Servers share core 0, the load generator has core 1 (perf-baselines' method): a ratio is then "of one core".
+  const serverPids = [system.procs.get('gateway')!.child!.pid, system.procs.get('billing')!.child!.pid, ctx.extraProcs.get('minimal-proxy')!.pid]
+  for (const pid of serverPids) await pin(pid, '0')
+  const load = new LoadGenerator({ cpuList: '1', pinned: ctx.pinned })
+  const tp: Record<Target, ThroughputResult[]> = { direct: [], minimal: [], gateway: [] }
+  const idle: Record<Target, LatencyResult[]> = { direct: [], minimal: [], gateway: [] }
+  const rated: Record<Target, LatencyResult[]> = { direct: [], minimal: [], gateway: [] }
+  try {
+    for (const t of TARGETS) {
+      ctx.log(`gateway: warm-up ${t}`)
+      await load.throughput({ url: url[t], headers, connections: g.connections, durationS: g.warmupS })
+    }
+    for (let r = 0; r < g.rounds; r++) {
+      for (const t of orderFor(r)) {
+        const res = await load.throughput({ url: url[t], headers, connections: g.connections, durationS: g.throughputS })
+        ctx.log(`gateway: round ${r + 1} throughput ${t} ${Math.round(res.rps)} req/s (p50 ${res.p50_ms} ms, p99 ${res.p99_ms} ms${res.non2xx || res.errors ? `, ${res.non2xx} non-2xx, ${res.errors} errors` : ''})`)
+        tp[t].push(res)
+      }
+      for (const t of orderFor(r)) {
+        const res = await load.latency({ url: url[t], headers, connections: 1, durationS: g.latencyS })
+        ctx.log(`gateway: round ${r + 1} unloaded ${t} p50 ${res.latency.p50.toFixed(3)} ms, p99 ${res.latency.p99.toFixed(3)} ms (n=${res.latency.n})`)
+        idle[t].push(res)
+      }
+      for (const t of orderFor(r)) {
+        const res = await load.latency({ url: url[t], headers, connections: g.rateConnections, durationS: g.rateS, rate: g.rate })
+        ctx.log(`gateway: round ${r + 1} at ${g.rate} req/s ${t} p50 ${res.latency.p50.toFixed(3)} ms, p99 ${res.latency.p99.toFixed(3)} ms (${Math.round(res.achieved_rps)} req/s)`)
+        rated[t].push(res)
+      }
+    }
+  } finally {
+    await load.close()
+    for (const pid of serverPids) await pin(pid, allCpus()).catch(() => {})
+  }
+
+  // Ratios and differences are taken within a round (same conditions), then the median over rounds.
+  const perRound = <T>(fn: (r: number) => T) => Array.from({ length: g.rounds }, (_, r) => fn(r))
+  const tpRatio = (a: Target, b: Target) => median(perRound((r) => tp[a][r].rps / tp[b][r].rps))
+  const added = (set: Record<Target, LatencyResult[]>, t: Target, p: 'p50' | 'p99') => median(perRound((r) => set[t][r].latency[p] - set.direct[r].latency[p]))
+  const failures = TARGETS.flatMap((t) => [...tp[t], ...idle[t], ...rated[t]].map((x) => x.non2xx + x.errors)).reduce((a, b) => a + b, 0)
+  if (failures > 0) ctx.results.notes.push(`gateway: ${failures} requests failed or answered non-2xx during the runs (see details.gateway).`)
+
+  ctx.results.figures.push(
+    { key: 'gateway_throughput_ratio', label: 'Gateway throughput / direct to billing', value: round(tpRatio('gateway', 'direct')), unit: '×', baseline: `direct ${Math.round(median(tp.direct.map((x) => x.rps)))} req/s (one core; a bare Node hop keeps ≈0.2)` },
+    { key: 'gateway_vs_minimal_proxy_ratio', label: 'Gateway throughput / minimal proxy', value: round(tpRatio('gateway', 'minimal')), unit: '×', baseline: `minimal proxy ${Math.round(median(tp.minimal.map((x) => x.rps)))} req/s, gateway ${Math.round(median(tp.gateway.map((x) => x.rps)))} req/s`, target: { op: '>=', value: 0.85 } },
+    { key: 'gateway_p50_added_ms', label: 'Gateway added p50 latency, unloaded (1 connection)', value: round(added(idle, 'gateway', 'p50')), unit: 'ms', baseline: `direct p50 ${median(idle.direct.map((x) => x.latency.p50)).toFixed(3)} ms; minimal proxy adds ${added(idle, 'minimal', 'p50').toFixed(3)} ms`, target: { op: '<=', value: 0.5 } },
+    { key: 'gateway_p99_added_ms', label: `Gateway added p99 latency at ${g.rate} req/s`, value: round(added(rated, 'gateway', 'p99')), unit: 'ms', baseline: `direct p99 ${median(rated.direct.map((x) => x.latency.p99)).toFixed(3)} ms; minimal proxy adds ${added(rated, 'minimal', 'p99').toFixed(3)} ms`, target: { op: '<=', value: 2 } }
+  )
+  ctx.results.details.gateway = {
+    method: `servers (gateway, billing, minimal proxy) pinned to CPU 0, load generator to CPU 1: ${ctx.pinned}; ${g.rounds} interleaved rounds; throughput autocannon -c ${g.connections} for ${g.throughputS} s; unloaded: 1 connection for ${g.latencyS} s; fixed rate ${g.rate} req/s on ${g.rateConnections} connections for ${g.rateS} s; latencies timed per response as floats`,
+    throughput_rps: Object.fromEntries(TARGETS.map((t) => [t, tp[t].map((x) => round(x.rps, 0))])),
+    throughput_ratio_minimal_vs_direct: round(tpRatio('minimal', 'direct')),
+    unloaded: Object.fromEntries(TARGETS.map((t) => [t, idle[t].map((x) => ({ p50: round(x.latency.p50), p99: round(x.latency.p99), n: x.latency.n }))])),
+    unloaded_added_ms: { gateway_p50: round(added(idle, 'gateway', 'p50')), gateway_p99: round(added(idle, 'gateway', 'p99')), minimal_p50: round(added(idle, 'minimal', 'p50')), minimal_p99: round(added(idle, 'minimal', 'p99')) },
+    [`at_${g.rate}_rps`]: Object.fromEntries(TARGETS.map((t) => [t, rated[t].map((x) => ({ p50: round(x.latency.p50), p99: round(x.latency.p99), achieved_rps: round(x.achieved_rps, 0) }))])),
+    [`at_${g.rate}_rps_added_ms`]: { gateway_p50: round(added(rated, 'gateway', 'p50')), gateway_p99: round(added(rated, 'gateway', 'p99')), minimal_p50: round(added(rated, 'minimal', 'p50')), minimal_p99: round(added(rated, 'minimal', 'p99')) },
+    failures
+  }
+}

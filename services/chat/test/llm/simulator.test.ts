@@ -1,0 +1,47 @@
+// The offline simulator: chat with no OPENAI_API_KEY works through the real SDK path and says it is simulated.
+import t from 'tap'
+import OpenAI from 'openai'
+import { buildTestApp, parseSse } from '../helper.ts'
+import { startSimulator } from '../../src/llm/simulator.ts'
+
+t.test('with no key, the service answers through the built-in simulator', async (t) => {
+  const s = await buildTestApp(t, {}, { builtInSimulator: true })
+  t.ok(s.deps.simulator, 'simulator started')
+  t.match(s.deps.simulator!.url, /^http:\/\/127\.0\.0\.1:\d+\/v1$/)
+  await s.seedBalance(1, 1000)
+  const session = await s.createSession(1)
+  const reply = (await s.send(1, session.id, '你好')).json()
+  t.match(reply.content, /^\[simulated\] .*你好/)
+  t.ok(reply.tokens > 0)
+  const events = parseSse((await s.send(1, session.id, 'stream', { accept: 'text/event-stream' })).body)
+  t.equal(events.at(-1)!.event, 'done')
+  const usage = await s.deps.db.selectFrom('usage').selectAll().execute()
+  t.same(usage.map((u) => u.usage_source), ['provider', 'provider'], 'the simulator reports usage like a provider')
+  t.equal(s.llm.requests.length, 0, 'the test fake was not used')
+})
+
+t.test('speaks the OpenAI wire protocol to the official SDK', async (t) => {
+  const sim = await startSimulator({ reply: 'Hello there, friend.', chunkSize: 5 })
+  t.teardown(() => sim.close())
+  const client = new OpenAI({ apiKey: 'x', baseURL: sim.url, maxRetries: 0 })
+  const messages = [{ role: 'user' as const, content: 'hi' }]
+  const json = await client.chat.completions.create({ model: 'm', messages })
+  t.equal(json.choices[0].message.content, 'Hello there, friend.')
+  t.equal(json.choices[0].finish_reason, 'stop')
+  t.ok(json.usage!.prompt_tokens > 0)
+  const stream = await client.chat.completions.create({ model: 'm', messages, stream: true, stream_options: { include_usage: true } })
+  let text = ''
+  let usage
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? ''
+    if (chunk.usage) usage = chunk.usage
+  }
+  t.equal(text, 'Hello there, friend.')
+  t.same(usage, json.usage)
+
+  sim.reset({ errorStatus: 429 })
+  const err = await client.chat.completions.create({ model: 'm', messages }).catch((e: unknown) => e)
+  t.ok(err instanceof OpenAI.APIError && err.status === 429, 'error statuses reach the SDK')
+  sim.reset({ omitUsage: true })
+  t.notOk((await client.chat.completions.create({ model: 'm', messages })).usage)
+})

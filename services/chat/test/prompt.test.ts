@@ -1,0 +1,39 @@
+// Prompt building: system prompt and the new message always; history newest-first while it fits.
+import t from 'tap'
+import { buildPrompt } from '../src/prompt.ts'
+import { createTokenizer } from '../src/llm/tokenizer.ts'
+
+t.test('buildPrompt', async (t) => {
+  const tokenizer = await createTokenizer('gpt-4o-mini')
+  const h = (role: 'user' | 'assistant', content: string) => ({ role, content, content_tokens: tokenizer.count(content) })
+  const historyNewestFirst = [h('assistant', 'four'), h('user', 'three'), h('assistant', 'two'), h('user', 'one')]
+  const base = { systemPrompt: 'sys', content: 'now', tokenizer }
+  const minimal = tokenizer.countPrompt([{ role: 'system', content: 'sys' }, { role: 'user', content: 'now' }])
+
+  const all = buildPrompt({ ...base, historyNewestFirst, budget: 10_000 })
+  t.same(all.messages.map((m) => m.content), ['sys', 'one', 'two', 'three', 'four', 'now'])
+  t.equal(all.tokens, tokenizer.countPrompt(all.messages), 'stored counts add up to a real count')
+  t.equal(all.historyUsed, 4)
+
+  const two = buildPrompt({ ...base, historyNewestFirst, budget: minimal + 2 * 5 })
+  t.same(two.messages.map((m) => m.content), ['sys', 'three', 'four', 'now'], 'the newest turns, in order')
+  t.ok(two.tokens <= minimal + 10)
+
+  const none = buildPrompt({ ...base, historyNewestFirst, budget: 1 })
+  t.same(none.messages.map((m) => m.content), ['sys', 'now'], 'the new message goes even over budget')
+
+  const gap = buildPrompt({ ...base, historyNewestFirst: [h('assistant', 'short'), h('user', 'a much longer message '.repeat(20)), h('assistant', 'x')], budget: minimal + 6 })
+  t.same(gap.messages.map((m) => m.content), ['sys', 'short', 'now'], 'stops at the first turn that does not fit (no gaps)')
+
+  t.same(buildPrompt({ ...base, systemPrompt: '', historyNewestFirst: [], budget: 100 }).messages, [{ role: 'user', content: 'now' }])
+})
+
+t.test('the tokenizer stays fast and close on pathological input', async (t) => {
+  const tokenizer = await createTokenizer('gpt-4o-mini')
+  t.equal(tokenizer.count('hello world'), 2)
+  t.equal(tokenizer.count('<|endoftext|>') > 1, true, 'special tokens are plain text')
+  const n = tokenizer.count('你好世界我们今天'.repeat(2000))
+  t.ok(n > 4000 && n < 16_000, `16,000 unpunctuated CJK characters counted (${n})`)
+  t.equal((await createTokenizer('gpt-4')).encoding, 'cl100k_base')
+  t.equal((await createTokenizer('some-other-model')).encoding, 'o200k_base')
+})
