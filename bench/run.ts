@@ -11,7 +11,7 @@ import { startSystem, type ProcName } from '@chat-platform/e2e/support/system.ts
 import type { BenchContext, Results } from './src/context.ts'
 import { createUsers } from './src/http.ts'
 import { describeMachine, machineLine } from './src/machine.ts'
-import { canPin, BENCH_DIR, rssOf } from './src/procs.ts'
+import { canPin, BENCH_DIR, heapUsedOf, rssOf } from './src/procs.ts'
 import { FULL, QUICK } from './src/profile.ts'
 import { json, markdown, type Memory } from './src/report.ts'
 import { round, sleep } from './src/stats.ts'
@@ -21,6 +21,7 @@ import { sendSection } from './src/sections/send.ts'
 import { streamSection } from './src/sections/stream.ts'
 import { usageSection } from './src/sections/usage.ts'
 import { replaySection } from './src/sections/replay.ts'
+import { helloRss } from './src/sections/memory-reference.ts'
 
 const SECTIONS = { gateway: gatewaySection, send: sendSection, stream: streamSection, usage: usageSection, replay: replaySection }
 type SectionName = keyof typeof SECTIONS
@@ -76,7 +77,15 @@ async function main (): Promise<number> {
   // Idle memory: after start-up has settled, before any request.
   await sleep(values.quick ? 500 : 3_000)
   const memory: Memory = {}
-  for (const p of PROCS) memory[p] = { idle: rssOf(system.procs.get(p)?.child?.pid), after_load: null }
+  const measure = async (p: ProcName) => {
+    const r = rssOf(system.procs.get(p)?.child?.pid)
+    if (r) r.heap_used_mb = await heapUsedOf(system.url(p))
+    return r
+  }
+  for (const p of PROCS) memory[p] = { idle: await measure(p), after_load: null }
+  const hello = await helloRss(values.quick ? 500 : 3_000)
+  memory['fastify hello-world (plain node)'] = { idle: hello.plain, after_load: null }
+  memory['fastify hello-world (tsx loader)'] = { idle: hello.tsx, after_load: null }
 
   const need = Math.max(1, ...(only.includes('send') ? [profile.send.zeroUsers, profile.send.slowUsers] : []))
   log(`creating ${need} users (register, login, recharge through the gateway)`)
@@ -95,8 +104,10 @@ async function main (): Promise<number> {
       results.notes.push(`${name}: FAILED: ${(err as Error).message.split('\n')[0]}`)
     }
   }
-  for (const p of PROCS) memory[p].after_load = rssOf(system.procs.get(p)?.child?.pid)
-  for (const m of Object.values(memory)) for (const r of [m.idle, m.after_load]) if (r) { r.rss_mb = round(r.rss_mb, 1)!; r.peak_mb = round(r.peak_mb, 1)! }
+  for (const p of PROCS) memory[p].after_load = await measure(p)
+  for (const m of Object.values(memory)) {
+    for (const r of [m.idle, m.after_load]) if (r) { r.rss_mb = round(r.rss_mb, 1)!; r.peak_mb = round(r.peak_mb, 1)!; r.heap_used_mb = round(r.heap_used_mb, 1) ?? undefined }
+  }
 
   machine.loadavg_end = loadavg().map((l) => Math.round(l * 100) / 100)
   const seconds = (performance.now() - started) / 1000

@@ -27,7 +27,7 @@ export async function pin (pid: number | undefined, cpuList: string): Promise<vo
 
 export const allCpus = () => `0-${cpus().length - 1}`
 
-export interface Rss { rss_mb: number, peak_mb: number }
+export interface Rss { rss_mb: number, peak_mb: number, heap_used_mb?: number }
 
 /** Resident set (VmRSS) and its high-water mark (VmHWM) of a live process, in MiB. */
 export function rssOf (pid: number | undefined): Rss | null {
@@ -48,4 +48,15 @@ export function spawnTs (file: string, opts: { env?: Record<string, string>, cpu
   const env = { ...process.env, ...opts.env }
   if (opts.cpuList && opts.pinned) return spawn('taskset', ['-c', opts.cpuList, process.execPath, ...args], { env, stdio })
   return spawn(process.execPath, args, { env, stdio })
+}
+
+/** V8 heap in use, from the process's Prometheus /metrics (prom-client default metrics), in MiB. */
+export async function heapUsedOf (baseUrl: string): Promise<number | undefined> {
+  try {
+    const res = await fetch(`${baseUrl}/metrics`)
+    const m = /^nodejs_heap_size_used_bytes(?:\{[^}]*\})?\s+([0-9.e+]+)/m.exec(await res.text())
+    return m ? Number(m[1]) / 2 ** 20 : undefined
+  } catch {
+    return undefined
+  }
 }

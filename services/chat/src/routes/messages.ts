@@ -105,7 +105,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
 
     const held = slot
     const renewer = setInterval(() => {
-      void held.renew()
+      held.renew().catch(() => {})
       if (key) touchIdempotencyKey(db, userId, key).catch(() => {})
     }, Math.max(1000, Math.floor(config.CHAT_INFLIGHT_TTL_MS / 3)))
     renewer.unref()

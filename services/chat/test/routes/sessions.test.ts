@@ -6,6 +6,12 @@ t.test('sessions', async (t) => {
   const s = await buildTestApp(t)
   const { app, auth } = s
 
+  t.test('the public routes are in the OpenAPI document, the internal ones are not', async (t) => {
+    const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json()
+    t.same(Object.keys(doc.paths).sort(), ['/api/sessions', '/api/sessions/{session_id}', '/api/sessions/{session_id}/messages'])
+    t.ok(doc.paths['/api/sessions/{session_id}/messages'].post.parameters.some((p: { name: string }) => p.name === 'idempotency-key'))
+  })
+
   t.test('every route needs a valid token', async (t) => {
     for (const [method, url] of [['POST', '/api/sessions'], ['GET', '/api/sessions'], ['DELETE', '/api/sessions/1']] as const) {
       const res = await app.inject({ method, url, payload: method === 'POST' ? {} : undefined })
