@@ -1,13 +1,14 @@
 // `pnpm bench [--quick] [--only gateway,send,stream,usage,replay] [--cpu-prof gateway,chat,…]`: starts the real
 // system on a fresh database with a fake OpenAI upstream, measures each figure against a baseline from the
 // same run, prints a Markdown table and writes bench/results/latest.json.
-import { mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
 import { loadavg } from 'node:os'
 import { join } from 'node:path'
 import { parseArgs } from 'node:util'
 import { performance } from 'node:perf_hooks'
 import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
 import { startSystem, type ProcName } from '@chat-platform/e2e/support/system.ts'
+import { waitFor } from '@chat-platform/platform/testing'
 import type { BenchContext, Results } from './src/context.ts'
 import { createUsers } from './src/http.ts'
 import { describeMachine, machineLine } from './src/machine.ts'
@@ -22,6 +23,7 @@ import { streamSection } from './src/sections/stream.ts'
 import { usageSection } from './src/sections/usage.ts'
 import { replaySection } from './src/sections/replay.ts'
 import { helloRss } from './src/sections/memory-reference.ts'
+import { summarizeProfile } from './src/cpu-profile-summary.ts'
 
 const SECTIONS = { gateway: gatewaySection, send: sendSection, stream: streamSection, usage: usageSection, replay: replaySection }
 type SectionName = keyof typeof SECTIONS
@@ -51,6 +53,7 @@ for (const signal of ['SIGINT', 'SIGTERM'] as const) {
 
 async function main (): Promise<number> {
   const started = performance.now()
+  const startedAt = Date.now()
   const machine = describeMachine()
   log(`${values.quick ? 'quick' : 'full'} run on ${machineLine(machine)}`)
   const sim = await startSimulator({ latencyMs: 0 })
@@ -66,7 +69,11 @@ async function main (): Promise<number> {
       AUTH_RATE_LIMIT_MAX: '1000000',
       RECHARGE_POLICY: 'self'
     },
-    procEnv: Object.fromEntries(profiled.map((p) => [p, { NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --cpu-prof --cpu-prof-dir=${profDir} --cpu-prof-name=${p}-\${pid}.cpuprofile`.trim() }]))
+    procEnv: Object.fromEntries(profiled.map((p) => [p, {
+      NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${join(BENCH_DIR, 'src/cpu-profile-hook.mjs')}`.trim(),
+      BENCH_CPU_PROF_DIR: profDir,
+      BENCH_CPU_PROF_NAME: p
+    }]))
   })
   log(`system up (gateway ${system.gatewayUrl}), namespace ${system.env.EVENTS_NAMESPACE}`)
 
@@ -91,6 +98,9 @@ async function main (): Promise<number> {
   log(`creating ${need} users (register, login, recharge through the gateway)`)
   ctx.users.push(...await createUsers(system.gatewayUrl, need, 1_000_000))
 
+  // Profiles cover the measured sections only (not start-up): SIGUSR2 starts them, a second one writes them.
+  const toggleProfilers = () => { for (const p of profiled) system.procs.get(p)?.child?.kill('SIGUSR2') }
+  toggleProfilers()
   let failed = 0
   for (const name of only as SectionName[]) {
     if (interrupted) break
@@ -105,6 +115,14 @@ async function main (): Promise<number> {
     }
   }
   for (const p of PROCS) memory[p].after_load = await measure(p)
+  if (profiled.length) {
+    toggleProfilers()
+    const files = await waitFor(() => {
+      const found = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile') && statSync(join(profDir, f)).mtimeMs > startedAt)
+      return found.length >= profiled.length && found
+    }, { timeoutMs: 30_000, what: 'CPU profiles' }).catch(() => [] as string[])
+    for (const f of files) log(summarizeProfile(join(profDir, f)))
+  }
   for (const m of Object.values(memory)) {
     for (const r of [m.idle, m.after_load]) if (r) { r.rss_mb = round(r.rss_mb, 1)!; r.peak_mb = round(r.peak_mb, 1)!; r.heap_used_mb = round(r.heap_used_mb, 1) ?? undefined }
   }
@@ -115,7 +133,7 @@ async function main (): Promise<number> {
   process.stdout.write(`${table}\n`)
   mkdirSync(resultsDir, { recursive: true })
   writeFileSync(join(resultsDir, 'latest.json'), JSON.stringify(json(results, memory, machine, profile.quick, seconds), null, 2) + '\n')
-  log(`wrote ${join(resultsDir, 'latest.json')}${profiled.length ? `; CPU profiles go to ${profDir} when the processes exit` : ''}`)
+  log(`wrote ${join(resultsDir, 'latest.json')}`)
   return failed ? 1 : 0
 }
 

@@ -13,6 +13,9 @@ const TSX = `${ROOT}node_modules/tsx/dist/loader.mjs`
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
+// A child killed by a signal keeps exitCode null (signalCode is set instead).
+const exited = (child: ChildProcess) => child.exitCode !== null || child.signalCode !== null
+
 export interface SystemOptions {
   /** Which processes to run (default all four). */
   procs?: ProcName[]
@@ -24,12 +27,17 @@ export interface SystemOptions {
   redisUrl?: string
   /** Keep process output in memory and print it when a process dies unexpectedly (default true). */
   echoOnCrash?: boolean
+  /** Extra replicas per process besides the first (same environment, own free port), all started at the same instant. */
+  replicas?: Partial<Record<ProcName, number>>
 }
 
-export interface Proc { name: ProcName, port: number, url: string, child?: ChildProcess, output: string[] }
+/** `replica` is 1, 2, … for the extra replicas of a process (absent on the first one). */
+export interface Proc { name: ProcName, port: number, url: string, child?: ChildProcess, output: string[], replica?: number }
 
 export class System {
   readonly procs = new Map<ProcName, Proc>()
+  /** Extra replicas by process name (the `replicas` option, or `addReplica`). */
+  readonly replicas = new Map<ProcName, Proc[]>()
   readonly env: Record<string, string>
   readonly databaseUrl: string
   readonly opts: SystemOptions
@@ -47,13 +55,36 @@ export class System {
     return p.url
   }
 
+  /** Every process of `name`: the first one, then its replicas. */
+  instances (name: ProcName): Proc[] {
+    const p = this.procs.get(name)
+    return p ? [p, ...(this.replicas.get(name) ?? [])] : []
+  }
+
+  /** Adds one more replica of `name` on its own free port, with the same environment; start it with `startProc`. */
+  async addReplica (name: ProcName): Promise<Proc> {
+    if (!this.procs.has(name)) throw new Error(`${name} is not part of this system`)
+    const list = this.replicas.get(name) ?? []
+    this.replicas.set(name, list)
+    const port = await freePort()
+    const p: Proc = { name, port, url: `http://127.0.0.1:${port}`, output: [], replica: list.length + 1 }
+    list.push(p)
+    return p
+  }
+
   /** Starts (or restarts) a process and waits until its /healthz answers. */
   async start (name: ProcName): Promise<void> {
     const p = this.procs.get(name)
     if (!p) throw new Error(`unknown process ${name}`)
-    if (p.child && p.child.exitCode === null) return
-    const env = { ...process.env, ...this.env, ...this.opts.procEnv?.[name], PORT: String(p.port) }
-    const child = spawn(process.execPath, ['--import', TSX, 'src/server.ts'], { cwd: `${ROOT}${DIRS[name]}`, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    await this.startProc(p)
+  }
+
+  /** `start` for any instance, replicas included. */
+  async startProc (p: Proc): Promise<void> {
+    if (p.child && !exited(p.child)) return
+    const name = p.replica ? `${p.name}#${p.replica}` : p.name
+    const env = { ...process.env, ...this.env, ...this.opts.procEnv?.[p.name], PORT: String(p.port) }
+    const child = spawn(process.execPath, ['--import', TSX, 'src/server.ts'], { cwd: `${ROOT}${DIRS[p.name]}`, env, stdio: ['ignore', 'pipe', 'pipe'] })
     p.child = child
     p.output = []
     const keep = (b: Buffer) => { p.output.push(b.toString()); if (p.output.length > 2000) p.output.shift() }
@@ -65,7 +96,7 @@ export class System {
       }
     })
     await waitFor(async () => {
-      if (child.exitCode !== null) throw new Error(`${name} exited with ${child.exitCode}: ${p.output.join('').slice(-2000)}`)
+      if (exited(child)) throw new Error(`${name} exited with ${child.exitCode ?? child.signalCode}: ${p.output.join('').slice(-2000)}`)
       const res = await fetch(`${p.url}/healthz`).catch(() => null)
       return res?.ok
     }, { timeoutMs: 60_000, intervalMs: 100, what: `${name} /healthz` })
@@ -73,17 +104,23 @@ export class System {
 
   /** Stops a process: SIGTERM drains it gracefully, SIGKILL is a crash. */
   async stop (name: ProcName, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
-    const child = this.procs.get(name)?.child
-    if (!child || child.exitCode !== null) return child?.exitCode ?? null
-    const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+    const p = this.procs.get(name)
+    return p ? await this.stopProc(p, signal) : null
+  }
+
+  /** `stop` for any instance, replicas included. */
+  async stopProc (p: Proc, signal: NodeJS.Signals = 'SIGTERM'): Promise<number | null> {
+    const child = p.child
+    if (!child || exited(child)) return child?.exitCode ?? null
+    const done = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
     child.kill(signal)
     const timer = setTimeout(() => child.kill('SIGKILL'), 20_000)
-    try { return await exited } finally { clearTimeout(timer) }
+    try { return await done } finally { clearTimeout(timer) }
   }
 
   async stopAll (): Promise<void> {
     // The gateway first, billing last, so in-flight work drains into live consumers.
-    for (const name of ['gateway', 'chat', 'auth', 'billing'] as ProcName[]) if (this.procs.has(name)) await this.stop(name)
+    for (const name of ['gateway', 'chat', 'auth', 'billing'] as ProcName[]) await Promise.all(this.instances(name).map((p) => this.stopProc(p)))
   }
 
   /** A JSON request to the gateway (or another process with `to`). */
@@ -128,6 +165,7 @@ export async function startSystem (t: Teardown, opts: SystemOptions = {}): Promi
   }
   const system = new System(env, databaseUrl, opts)
   for (const n of names) system.procs.set(n, { name: n, port: ports[n], url: `http://127.0.0.1:${ports[n]}`, output: [] })
+  for (const n of names) for (let i = 0; i < (opts.replicas?.[n] ?? 0); i++) await system.addReplica(n)
   t.teardown(async () => {
     await system.stopAll()
     const admin = new pg.Client({ connectionString: dbUrl('postgres') })
@@ -135,7 +173,7 @@ export async function startSystem (t: Teardown, opts: SystemOptions = {}): Promi
     try { await admin.query(`drop database if exists "${dbName}" with (force)`) } finally { await admin.end() }
   })
   // Services first (they create and migrate the database, racing safely), then the gateway.
-  await Promise.all(names.filter((n) => n !== 'gateway').map((n) => system.start(n)))
-  if (names.includes('gateway')) await system.start('gateway')
+  await Promise.all(names.filter((n) => n !== 'gateway').flatMap((n) => system.instances(n)).map((p) => system.startProc(p)))
+  await Promise.all(system.instances('gateway').map((p) => system.startProc(p)))
   return system
 }

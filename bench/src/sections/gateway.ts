@@ -78,6 +78,8 @@ export async function gatewaySection (ctx: BenchContext): Promise<void> {
   const tpRatio = (a: Target, b: Target) => median(perRound((r) => tp[a][r].rps / tp[b][r].rps))
   const added = (set: Record<Target, LatencyResult[]>, t: Target, p: 'p50' | 'p99') => median(perRound((r) => set[t][r].latency[p] - set.direct[r].latency[p]))
   const failures = TARGETS.flatMap((t) => [...tp[t], ...idle[t], ...rated[t]].map((x) => x.non2xx + x.errors)).reduce((a, b) => a + b, 0)
+  const short = TARGETS.filter((t) => rated[t].some((x) => x.achieved_rps < 0.95 * g.rate))
+  if (short.length) ctx.results.notes.push(`gateway: ${short.join(', ')} could not sustain ${g.rate} req/s (the fixed-rate latencies include queueing).`)
   if (failures > 0) ctx.results.notes.push(`gateway: ${failures} requests failed or answered non-2xx during the runs (see details.gateway).`)
 
   ctx.results.figures.push(

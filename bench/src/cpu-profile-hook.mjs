@@ -1,0 +1,23 @@
+// Loaded with NODE_OPTIONS=--import into a profiled process (Node 20 refuses --cpu-prof there): the first
+// SIGUSR2 starts the V8 CPU profiler, the second writes $BENCH_CPU_PROF_DIR/<name>-<pid>.cpuprofile.
+import { Session } from 'node:inspector'
+import { writeFileSync } from 'node:fs'
+
+const session = new Session()
+session.connect()
+let running = false
+process.on('SIGUSR2', () => {
+  if (!running) {
+    session.post('Profiler.enable')
+    session.post('Profiler.setSamplingInterval', { interval: 500 })
+    session.post('Profiler.start')
+    running = true
+    return
+  }
+  running = false
+  session.post('Profiler.stop', (err, result) => {
+    if (err) return
+    const file = `${process.env.BENCH_CPU_PROF_DIR}/${process.env.BENCH_CPU_PROF_NAME ?? 'process'}-${process.pid}.cpuprofile`
+    writeFileSync(file, JSON.stringify(result.profile))
+  })
+})
