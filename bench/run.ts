@@ -98,8 +98,8 @@ async function main (): Promise<number> {
   log(`creating ${need} users (register, login, recharge through the gateway)`)
   ctx.users.push(...await createUsers(system.gatewayUrl, need, 1_000_000))
 
-  // Profiles cover the measured sections only (not start-up): SIGUSR2 starts them, a second one writes them.
-  const toggleProfilers = () => { for (const p of profiled) system.procs.get(p)?.child?.kill('SIGUSR2') }
+  // Profiles cover the measured sections only (not start-up): SIGWINCH starts them, a second one writes them.
+  const toggleProfilers = () => { for (const p of profiled) system.procs.get(p)?.child?.kill('SIGWINCH') }
   toggleProfilers()
   let failed = 0
   for (const name of only as SectionName[]) {
@@ -117,11 +117,11 @@ async function main (): Promise<number> {
   for (const p of PROCS) memory[p].after_load = await measure(p)
   if (profiled.length) {
     toggleProfilers()
-    const files = await waitFor(() => {
+    const files = await waitFor<string[] | null>(() => {
       const found = readdirSync(profDir).filter((f) => f.endsWith('.cpuprofile') && statSync(join(profDir, f)).mtimeMs > startedAt)
-      return found.length >= profiled.length && found
-    }, { timeoutMs: 30_000, what: 'CPU profiles' }).catch(() => [] as string[])
-    for (const f of files) log(summarizeProfile(join(profDir, f)))
+      return found.length >= profiled.length ? found : null
+    }, { timeoutMs: 30_000, what: 'CPU profiles' }).catch(() => [])
+    for (const f of files ?? []) log(summarizeProfile(join(profDir, f)))
   }
   for (const m of Object.values(memory)) {
     for (const r of [m.idle, m.after_load]) if (r) { r.rss_mb = round(r.rss_mb, 1)!; r.peak_mb = round(r.peak_mb, 1)!; r.heap_used_mb = round(r.heap_used_mb, 1) ?? undefined }

@@ -1,12 +1,13 @@
 // Loaded with NODE_OPTIONS=--import into a profiled process (Node 20 refuses --cpu-prof there): the first
-// SIGUSR2 starts the V8 CPU profiler, the second writes $BENCH_CPU_PROF_DIR/<name>-<pid>.cpuprofile.
+// SIGWINCH starts the V8 CPU profiler, the second writes $BENCH_CPU_PROF_DIR/<name>-<pid>.cpuprofile
+// (SIGWINCH because it is ignored by default, and close-with-grace treats SIGUSR2 as a shutdown).
 import { Session } from 'node:inspector'
 import { writeFileSync } from 'node:fs'
 
 const session = new Session()
 session.connect()
 let running = false
-process.on('SIGUSR2', () => {
+process.on('SIGWINCH', () => {
   if (!running) {
     session.post('Profiler.enable')
     session.post('Profiler.setSamplingInterval', { interval: 500 })

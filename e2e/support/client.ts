@@ -16,7 +16,16 @@ interface Assert {
   notMatch: (a: unknown, b: unknown, msg?: string) => unknown
 }
 
-export interface User { id: number, email: string, password: string, token: string, /** recharges credited, tracked by the test */ recharged: number }
+export interface User {
+  id: number
+  email: string
+  password: string
+  token: string
+  /** Recharges credited, tracked by the test. */
+  recharged: number
+  /** Usage of sessions the test deleted (their messages are gone, their charges stay). */
+  deletedUsage?: number
+}
 
 export type Reply = Awaited<ReturnType<System['request']>>
 
@@ -118,7 +127,7 @@ export async function pricedUsage (system: System, user: User): Promise<number> 
  * (Σ change_amount = balance, balance_after chains) and with the messages (Σ usage rows = priced usage).
  */
 export async function assertExactBalance (t: Assert, system: System, user: User, opts: { usage?: number, timeoutMs?: number } = {}) {
-  const usage = opts.usage ?? await pricedUsage(system, user)
+  const usage = opts.usage ?? (await pricedUsage(system, user)) + (user.deletedUsage ?? 0)
   const expected = SIGNUP_BONUS + user.recharged - usage
   let last: unknown
   try {

@@ -28,6 +28,8 @@ async function startMinimalProxy (ctx: BenchContext): Promise<string> {
   return msg.address
 }
 
+const ms = (v: number | null) => v === null || !Number.isFinite(v) ? 'n/a' : v.toFixed(3)
+
 /** Rotates the order each round so drift on the machine hits every configuration alike. */
 const orderFor = (round: number) => TARGETS.map((_, i) => TARGETS[(i + round) % TARGETS.length])
 
@@ -59,12 +61,12 @@ export async function gatewaySection (ctx: BenchContext): Promise<void> {
       }
       for (const t of orderFor(r)) {
         const res = await load.latency({ url: url[t], headers, connections: 1, durationS: g.latencyS })
-        ctx.log(`gateway: round ${r + 1} unloaded ${t} p50 ${res.latency.p50.toFixed(3)} ms, p99 ${res.latency.p99.toFixed(3)} ms (n=${res.latency.n})`)
+        ctx.log(`gateway: round ${r + 1} unloaded ${t} p50 ${ms(res.latency.p50)} ms, p99 ${ms(res.latency.p99)} ms (n=${res.latency.n})`)
         idle[t].push(res)
       }
       for (const t of orderFor(r)) {
         const res = await load.latency({ url: url[t], headers, connections: g.rateConnections, durationS: g.rateS, rate: g.rate })
-        ctx.log(`gateway: round ${r + 1} at ${g.rate} req/s ${t} p50 ${res.latency.p50.toFixed(3)} ms, p99 ${res.latency.p99.toFixed(3)} ms (${Math.round(res.achieved_rps)} req/s)`)
+        ctx.log(`gateway: round ${r + 1} at ${g.rate} req/s ${t} p50 ${ms(res.latency.p50)} ms, p99 ${ms(res.latency.p99)} ms (${Math.round(res.achieved_rps)} req/s)`)
         rated[t].push(res)
       }
     }
