@@ -25,10 +25,14 @@ export interface SystemOptions {
   procEnv?: Partial<Record<ProcName, Record<string, string>>>
   natsUrl?: string
   redisUrl?: string
+  /** Reach Postgres through this address (e.g. a cuttable TCP proxy) for these processes; same database. */
+  databaseVia?: Partial<Record<ProcName, { host: string, port: number }>>
   /** Keep process output in memory and print it when a process dies unexpectedly (default true). */
   echoOnCrash?: boolean
   /** Extra replicas per process besides the first (same environment, own free port), all started at the same instant. */
   replicas?: Partial<Record<ProcName, number>>
+  /** How long a process may take to answer /healthz after it was spawned (default 60 s; many processes booting at once on few cores need more). */
+  startTimeoutMs?: number
 }
 
 /** `replica` is 1, 2, … for the extra replicas of a process (absent on the first one). */
@@ -84,6 +88,13 @@ export class System {
     if (p.child && !exited(p.child)) return
     const name = p.replica ? `${p.name}#${p.replica}` : p.name
     const env = { ...process.env, ...this.env, ...this.opts.procEnv?.[p.name], PORT: String(p.port) }
+    const via = this.opts.databaseVia?.[p.name]
+    if (via) {
+      const u = new URL(env.DATABASE_URL)
+      u.hostname = via.host
+      u.port = String(via.port)
+      env.DATABASE_URL = u.toString()
+    }
     const child = spawn(process.execPath, ['--import', TSX, 'src/server.ts'], { cwd: `${ROOT}${DIRS[p.name]}`, env, stdio: ['ignore', 'pipe', 'pipe'] })
     p.child = child
     p.output = []
@@ -99,7 +110,7 @@ export class System {
       if (exited(child)) throw new Error(`${name} exited with ${child.exitCode ?? child.signalCode}: ${p.output.join('').slice(-2000)}`)
       const res = await fetch(`${p.url}/healthz`).catch(() => null)
       return res?.ok
-    }, { timeoutMs: 60_000, intervalMs: 100, what: `${name} /healthz` })
+    }, { timeoutMs: this.opts.startTimeoutMs ?? 60_000, intervalMs: 100, what: `${name} /healthz` })
   }
 
   /** Stops a process: SIGTERM drains it gracefully, SIGKILL is a crash. */
@@ -173,7 +184,13 @@ export async function startSystem (t: Teardown, opts: SystemOptions = {}): Promi
     try { await admin.query(`drop database if exists "${dbName}" with (force)`) } finally { await admin.end() }
   })
   // Services first (they create and migrate the database, racing safely), then the gateway.
-  await Promise.all(names.filter((n) => n !== 'gateway').flatMap((n) => system.instances(n)).map((p) => system.startProc(p)))
-  await Promise.all(system.instances('gateway').map((p) => system.startProc(p)))
+  try {
+    await Promise.all(names.filter((n) => n !== 'gateway').flatMap((n) => system.instances(n)).map((p) => system.startProc(p)))
+    await Promise.all(system.instances('gateway').map((p) => system.startProc(p)))
+  } catch (err) {
+    // A failed start usually ends the test file before its teardown runs: stop what was spawned, or it outlives us.
+    await system.stopAll()
+    throw err
+  }
   return system
 }
