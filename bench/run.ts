@@ -81,8 +81,8 @@ async function main (): Promise<number> {
   const ctx: BenchContext = { profile, system, sim, teardowns, results, extraProcs: new Map(), users: [], pinned: await canPin(), log }
   if (!ctx.pinned) results.notes.push('taskset is unavailable (or fewer than 2 cores): servers and load generator were not pinned.')
 
-  // Idle memory: after start-up has settled, before any request.
-  await sleep(values.quick ? 500 : 3_000)
+  // Idle memory: after start-up has settled (V8 shrinks the heap a few seconds after the start-up burst), before any request.
+  await sleep(values.quick ? 500 : 10_000)
   const memory: Memory = {}
   const measure = async (p: ProcName) => {
     const r = rssOf(system.procs.get(p)?.child?.pid)

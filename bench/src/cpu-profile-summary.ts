@@ -16,8 +16,17 @@ const pkgOf = (url: string) => {
 export function summarizeProfile (file: string, top = 15): string {
   const p = JSON.parse(readFileSync(file, 'utf8')) as Profile
   const byId = new Map(p.nodes.map((n) => [n.id, n]))
+  // Samples taken inside the hook that started the profiler (its first, long sample) are not the process's work.
+  const hook = new Set<number>()
+  const mark = (id: number, inside: boolean) => {
+    const n = byId.get(id)!
+    const now = inside || n.callFrame.url.endsWith('cpu-profile-hook.mjs')
+    if (now) hook.add(id)
+    for (const c of n.children ?? []) mark(c, now)
+  }
+  mark(p.nodes[0].id, false)
   const self = new Map<number, number>()
-  p.samples.forEach((id, i) => self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)))
+  p.samples.forEach((id, i) => { if (!hook.has(id)) self.set(id, (self.get(id) ?? 0) + (p.timeDeltas[i] ?? 0)) })
   let total = 0
   let idle = 0
   const fn = new Map<string, number>()

@@ -10,7 +10,7 @@ export type LoadJob =
   | { kind: 'latency', url: string, headers: Record<string, string>, connections: number, durationS: number, rate?: number }
 
 export interface ThroughputResult { rps: number, ok: number, non2xx: number, errors: number, p50_ms: number, p99_ms: number }
-export interface LatencyResult { latency: LatencySummary, ok: number, non2xx: number, errors: number, achieved_rps: number }
+export interface LatencyResult { latency: LatencySummary, ok: number, non2xx: number, errors: number, skipped: number, achieved_rps: number }
 
 async function throughput (job: Extract<LoadJob, { kind: 'throughput' }>): Promise<ThroughputResult> {
   const r = await autocannon({ url: job.url, headers: job.headers, connections: job.connections, duration: job.durationS, pipelining: 1 })
@@ -26,6 +26,7 @@ async function latency (job: Extract<LoadJob, { kind: 'latency' }>): Promise<Lat
   let ok = 0
   let non2xx = 0
   let errors = 0
+  let skipped = 0
   const once = async () => {
     const t0 = performance.now()
     try {
@@ -51,6 +52,8 @@ async function latency (job: Extract<LoadJob, { kind: 'latency' }>): Promise<Lat
       while (performance.now() < end) {
         const due = Math.floor(((performance.now() - start) * job.rate) / 1000)
         for (; sent < due; sent++) {
+          // A server that cannot keep up would pile up requests without end: past one second of backlog, skip.
+          if (inflight.size >= job.rate) { skipped++; continue }
           const p = once().finally(() => inflight.delete(p))
           inflight.add(p)
         }
@@ -61,7 +64,7 @@ async function latency (job: Extract<LoadJob, { kind: 'latency' }>): Promise<Lat
   } finally {
     await pool.close()
   }
-  return { latency: summarize(samples), ok, non2xx, errors, achieved_rps: (ok + non2xx) / ((performance.now() - start) / 1000) }
+  return { latency: summarize(samples), ok, non2xx, errors, skipped, achieved_rps: (ok + non2xx) / ((performance.now() - start) / 1000) }
 }
 
 process.on('message', (msg: { id: number, job: LoadJob }) => {

@@ -60,3 +60,28 @@ export async function heapUsedOf (baseUrl: string): Promise<number | undefined> 
     return undefined
   }
 }
+
+const TICKS_PER_S = 100
+
+/** CPU time (user + system, every thread) a live process has used so far, in ms; null when it is gone. */
+export function cpuMsOf (pid: number | undefined): number | null {
+  if (pid === undefined) return null
+  try {
+    // Fields after the command name (which may hold spaces): utime and stime are the 12th and 13th.
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8')
+    const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ')
+    return ((Number(fields[11]) + Number(fields[12])) * 1000) / TICKS_PER_S
+  } catch {
+    return null
+  }
+}
+
+/** CPU used by each named process between two calls: `const stop = cpuMeter(pids); …; stop()` → ms per process. */
+export function cpuMeter (pids: Record<string, number | undefined>): () => Record<string, number | null> {
+  const start = Object.fromEntries(Object.entries(pids).map(([k, pid]) => [k, cpuMsOf(pid)]))
+  return () => Object.fromEntries(Object.entries(pids).map(([k, pid]) => {
+    const a = start[k]
+    const b = cpuMsOf(pid)
+    return [k, a === null || b === null ? null : b - a]
+  }))
+}

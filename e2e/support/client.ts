@@ -3,18 +3,14 @@
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
+import type { Test } from 'tap'
 import { waitFor } from '@chat-platform/platform/testing'
 import type { System } from './system.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 export const SIGNUP_BONUS = 1000
 
-interface Assert {
-  equal: (a: unknown, b: unknown, msg?: string) => unknown
-  ok: (v: unknown, msg?: string) => unknown
-  match: (a: unknown, b: unknown, msg?: string) => unknown
-  notMatch: (a: unknown, b: unknown, msg?: string) => unknown
-}
+type Assert = Test
 
 export interface User {
   id: number
@@ -182,7 +178,7 @@ const LEAKS: [RegExp, string][] = [
   [/\b(select|insert into|update|delete from)\b.+\b(from|set|values|where)\b/i, 'SQL'],
   [/\b(relation|column) "[^"]+"/i, 'a Postgres message'],
   [/\b(127\.0\.0\.1|localhost|0\.0\.0\.0|::1)\b/i, 'an internal host'],
-  [/:\d{4,5}\b(?!")/, 'a port'],
+  [/[a-z0-9\]]:\d{4,5}\b/i, 'a port'],
   [/\bE(CONNREFUSED|CONNRESET|TIMEDOUT|NOTFOUND|PIPE)\b/, 'a socket error'],
   [/postgres(ql)?:\/\/|nats:\/\/|redis:\/\//i, 'a connection URL'],
   [/\/(work|home|usr|tmp)\/|node_modules/, 'a file path']

@@ -90,10 +90,10 @@ export class System {
     const env = { ...process.env, ...this.env, ...this.opts.procEnv?.[p.name], PORT: String(p.port) }
     const via = this.opts.databaseVia?.[p.name]
     if (via) {
-      const u = new URL(env.DATABASE_URL)
+      const u = new URL(this.env.DATABASE_URL)
       u.hostname = via.host
       u.port = String(via.port)
-      env.DATABASE_URL = u.toString()
+      Object.assign(env, { DATABASE_URL: u.toString() })
     }
     const child = spawn(process.execPath, ['--import', TSX, 'src/server.ts'], { cwd: `${ROOT}${DIRS[p.name]}`, env, stdio: ['ignore', 'pipe', 'pipe'] })
     p.child = child

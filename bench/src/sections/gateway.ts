@@ -3,7 +3,7 @@ import { once } from 'node:events'
 import { fileURLToPath } from 'node:url'
 import type { BenchContext } from '../context.ts'
 import { LoadGenerator } from '../load-client.ts'
-import { allCpus, pin, spawnTs } from '../procs.ts'
+import { allCpus, cpuMeter, pin, spawnTs } from '../procs.ts'
 import { median, round } from '../stats.ts'
 import type { LatencyResult, ThroughputResult } from '../load-worker.ts'
 
@@ -44,6 +44,15 @@ export async function gatewaySection (ctx: BenchContext): Promise<void> {
   // Servers share core 0, the load generator has core 1 (perf-baselines' method): a ratio is then "of one core".
   const serverPids = [system.procs.get('gateway')!.child!.pid, system.procs.get('billing')!.child!.pid, ctx.extraProcs.get('minimal-proxy')!.pid]
   for (const pid of serverPids) await pin(pid, '0')
+  // CPU time per request of each server process, read from /proc around every throughput run: unlike a
+  // rate, it hardly moves when other work on the machine takes the core away.
+  const pidOf = (name: 'gateway' | 'billing') => system.procs.get(name)!.child!.pid
+  const servers: Record<Target, Record<string, number | undefined>> = {
+    direct: { billing: pidOf('billing') },
+    minimal: { proxy: ctx.extraProcs.get('minimal-proxy')!.pid, billing: pidOf('billing') },
+    gateway: { proxy: pidOf('gateway'), billing: pidOf('billing') }
+  }
+  const cpu: Record<Target, Record<string, number>[]> = { direct: [], minimal: [], gateway: [] }
   const load = new LoadGenerator({ cpuList: '1', pinned: ctx.pinned })
   const tp: Record<Target, ThroughputResult[]> = { direct: [], minimal: [], gateway: [] }
   const idle: Record<Target, LatencyResult[]> = { direct: [], minimal: [], gateway: [] }
@@ -55,7 +64,10 @@ export async function gatewaySection (ctx: BenchContext): Promise<void> {
     }
     for (let r = 0; r < g.rounds; r++) {
       for (const t of orderFor(r)) {
+        const meter = cpuMeter(servers[t])
         const res = await load.throughput({ url: url[t], headers, connections: g.connections, durationS: g.throughputS })
+        const used = meter()
+        cpu[t].push(Object.fromEntries(Object.entries(used).map(([k, v]) => [k, v === null || res.ok === 0 ? Number.NaN : (v * 1000) / res.ok])))
         ctx.log(`gateway: round ${r + 1} throughput ${t} ${Math.round(res.rps)} req/s (p50 ${res.p50_ms} ms, p99 ${res.p99_ms} ms${res.non2xx || res.errors ? `, ${res.non2xx} non-2xx, ${res.errors} errors` : ''})`)
         tp[t].push(res)
       }
@@ -66,7 +78,7 @@ export async function gatewaySection (ctx: BenchContext): Promise<void> {
       }
       for (const t of orderFor(r)) {
         const res = await load.latency({ url: url[t], headers, connections: g.rateConnections, durationS: g.rateS, rate: g.rate })
-        ctx.log(`gateway: round ${r + 1} at ${g.rate} req/s ${t} p50 ${ms(res.latency.p50)} ms, p99 ${ms(res.latency.p99)} ms (${Math.round(res.achieved_rps)} req/s)`)
+        ctx.log(`gateway: round ${r + 1} at ${g.rate} req/s ${t} p50 ${ms(res.latency.p50)} ms, p99 ${ms(res.latency.p99)} ms (${Math.round(res.achieved_rps)} req/s${res.skipped ? `, ${res.skipped} skipped` : ''})`)
         rated[t].push(res)
       }
     }
@@ -80,13 +92,15 @@ export async function gatewaySection (ctx: BenchContext): Promise<void> {
   const tpRatio = (a: Target, b: Target) => median(perRound((r) => tp[a][r].rps / tp[b][r].rps))
   const added = (set: Record<Target, LatencyResult[]>, t: Target, p: 'p50' | 'p99') => median(perRound((r) => set[t][r].latency[p] - set.direct[r].latency[p]))
   const failures = TARGETS.flatMap((t) => [...tp[t], ...idle[t], ...rated[t]].map((x) => x.non2xx + x.errors)).reduce((a, b) => a + b, 0)
-  const short = TARGETS.filter((t) => rated[t].some((x) => x.achieved_rps < 0.95 * g.rate))
-  if (short.length) ctx.results.notes.push(`gateway: ${short.join(', ')} could not sustain ${g.rate} req/s (the fixed-rate latencies include queueing).`)
+  const short = TARGETS.filter((t) => rated[t].some((x) => x.achieved_rps < 0.95 * g.rate || x.skipped > 0))
+  if (short.length) ctx.results.notes.push(`gateway: ${short.join(', ')} could not sustain ${g.rate} req/s in some round (the fixed-rate latencies include queueing; requests past one second of backlog were skipped).`)
   if (failures > 0) ctx.results.notes.push(`gateway: ${failures} requests failed or answered non-2xx during the runs (see details.gateway).`)
 
+  const cpuUs = (t: Target, k: string) => median(cpu[t].map((x) => x[k]).filter(Number.isFinite))
   ctx.results.figures.push(
     { key: 'gateway_throughput_ratio', label: 'Gateway throughput / direct to billing', value: round(tpRatio('gateway', 'direct')), unit: '×', baseline: `direct ${Math.round(median(tp.direct.map((x) => x.rps)))} req/s (one core; a bare Node hop keeps ≈0.2)` },
     { key: 'gateway_vs_minimal_proxy_ratio', label: 'Gateway throughput / minimal proxy', value: round(tpRatio('gateway', 'minimal')), unit: '×', baseline: `minimal proxy ${Math.round(median(tp.minimal.map((x) => x.rps)))} req/s, gateway ${Math.round(median(tp.gateway.map((x) => x.rps)))} req/s`, target: { op: '>=', value: 0.85 } },
+    { key: 'gateway_cpu_vs_minimal_proxy', label: 'Gateway process CPU per request / minimal proxy\'s (from /proc, robust to noise)', value: round(cpuUs('gateway', 'proxy') / cpuUs('minimal', 'proxy')), unit: '×', baseline: `gateway ${Math.round(cpuUs('gateway', 'proxy'))} µs, minimal proxy ${Math.round(cpuUs('minimal', 'proxy'))} µs, billing ${Math.round(cpuUs('direct', 'billing'))} µs per request` },
     { key: 'gateway_p50_added_ms', label: 'Gateway added p50 latency, unloaded (1 connection)', value: round(added(idle, 'gateway', 'p50')), unit: 'ms', baseline: `direct p50 ${median(idle.direct.map((x) => x.latency.p50)).toFixed(3)} ms; minimal proxy adds ${added(idle, 'minimal', 'p50').toFixed(3)} ms`, target: { op: '<=', value: 0.5 } },
     { key: 'gateway_p99_added_ms', label: `Gateway added p99 latency at ${g.rate} req/s`, value: round(added(rated, 'gateway', 'p99')), unit: 'ms', baseline: `direct p99 ${median(rated.direct.map((x) => x.latency.p99)).toFixed(3)} ms; minimal proxy adds ${added(rated, 'minimal', 'p99').toFixed(3)} ms`, target: { op: '<=', value: 2 } }
   )
@@ -94,9 +108,10 @@ export async function gatewaySection (ctx: BenchContext): Promise<void> {
     method: `servers (gateway, billing, minimal proxy) pinned to CPU 0, load generator to CPU 1: ${ctx.pinned}; ${g.rounds} interleaved rounds; throughput autocannon -c ${g.connections} for ${g.throughputS} s; unloaded: 1 connection for ${g.latencyS} s; fixed rate ${g.rate} req/s on ${g.rateConnections} connections for ${g.rateS} s; latencies timed per response as floats`,
     throughput_rps: Object.fromEntries(TARGETS.map((t) => [t, tp[t].map((x) => round(x.rps, 0))])),
     throughput_ratio_minimal_vs_direct: round(tpRatio('minimal', 'direct')),
+    cpu_us_per_request: Object.fromEntries(TARGETS.map((t) => [t, cpu[t].map((x) => Object.fromEntries(Object.entries(x).map(([k, v]) => [k, round(v, 0)])))])),
     unloaded: Object.fromEntries(TARGETS.map((t) => [t, idle[t].map((x) => ({ p50: round(x.latency.p50), p99: round(x.latency.p99), n: x.latency.n }))])),
     unloaded_added_ms: { gateway_p50: round(added(idle, 'gateway', 'p50')), gateway_p99: round(added(idle, 'gateway', 'p99')), minimal_p50: round(added(idle, 'minimal', 'p50')), minimal_p99: round(added(idle, 'minimal', 'p99')) },
-    [`at_${g.rate}_rps`]: Object.fromEntries(TARGETS.map((t) => [t, rated[t].map((x) => ({ p50: round(x.latency.p50), p99: round(x.latency.p99), achieved_rps: round(x.achieved_rps, 0) }))])),
+    [`at_${g.rate}_rps`]: Object.fromEntries(TARGETS.map((t) => [t, rated[t].map((x) => ({ p50: round(x.latency.p50), p99: round(x.latency.p99), achieved_rps: round(x.achieved_rps, 0), skipped: x.skipped }))])),
     [`at_${g.rate}_rps_added_ms`]: { gateway_p50: round(added(rated, 'gateway', 'p50')), gateway_p99: round(added(rated, 'gateway', 'p99')), minimal_p50: round(added(rated, 'minimal', 'p50')), minimal_p99: round(added(rated, 'minimal', 'p99')) },
     failures
   }

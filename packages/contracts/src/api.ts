@@ -3,7 +3,8 @@ import { Type, type Static } from 'typebox'
 
 /** ISO 8601 UTC timestamp ending in Z. */
 export const Timestamp = Type.String({ format: 'date-time' })
-export const Id = Type.Integer({ minimum: 1 })
+// Ids are Postgres bigints read as JS numbers: anything past 2^53 − 1 (or Infinity from `1e400`) is a 400, not a 500 from Postgres.
+export const Id = Type.Integer({ minimum: 1, maximum: Number.MAX_SAFE_INTEGER })
 
 export const Email = Type.String({ format: 'email', maxLength: 254 })
 export const Password = Type.String({ minLength: 8, maxLength: 1024 })

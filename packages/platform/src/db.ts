@@ -20,6 +20,10 @@ export function createPool (opts: DbOptions) {
   })
   // A dropped idle connection must not crash the process; the pool replaces it.
   pool.on('error', () => {})
+  // Nor one dropped while checked out between two queries (a transaction awaiting something else): pg-pool
+  // removes its idle listener then, and an 'error' event without a listener would be uncaught. The next
+  // query on that client fails and the pool discards it.
+  pool.on('connect', (client) => { client.on('error', () => {}) })
   return pool
 }
 

@@ -27,6 +27,19 @@ export function sendProblem (reply: FastifyReply, code: ErrorCode, detail: strin
   return reply.code(body.status).type('application/problem+json').serializer(JSON.stringify).send(body)
 }
 
+const UNREACHABLE_CODES = new Set(['ECONNREFUSED', 'ECONNRESET', 'ETIMEDOUT', 'EPIPE', 'ENOTFOUND', 'EAI_AGAIN', 'EHOSTUNREACH', 'ENETUNREACH', '53300', '57P01', '57P02', '57P03'])
+const UNREACHABLE_MESSAGES = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Connection refused)/i
+
+/** A database (or other dependency) that cannot be reached right now: 503, not a 500 (DESIGN §2). */
+export function isUnreachable (err: unknown): boolean {
+  for (let e = err as { code?: unknown, message?: unknown, cause?: unknown } | undefined, depth = 0; e && depth < 5; e = e.cause as typeof e, depth++) {
+    const code = typeof e.code === 'string' ? e.code : ''
+    if (UNREACHABLE_CODES.has(code) || code.startsWith('08')) return true
+    if (typeof e.message === 'string' && UNREACHABLE_MESSAGES.test(e.message)) return true
+  }
+  return false
+}
+
 /** Maps any thrown error to a problem code; unknown errors are 500 with a hidden message. */
 export function classify (err: FastifyError & { validation?: unknown[] }): { code: ErrorCode, detail: string, errors?: ProblemBody['errors'], headers?: Record<string, string> } {
   if (err instanceof ProblemError) return { code: err.code, detail: err.message, errors: err.errors, headers: err.headers }
@@ -55,6 +68,7 @@ export function classify (err: FastifyError & { validation?: unknown[] }): { cod
   }
   if (err.statusCode === 413) return { code: 'payload_too_large', detail: 'The request body is larger than 1 MiB.' }
   if (err.statusCode && err.statusCode >= 400 && err.statusCode < 500) return { code: 'validation_failed', detail: err.message }
+  if (isUnreachable(err)) return { code: 'service_unavailable', detail: 'A service this request needs is unavailable; try again shortly.' }
   return { code: 'internal_error', detail: 'An internal error occurred; it has been logged with the request id.' }
 }
 
