@@ -18,9 +18,11 @@ return 1`
 export async function writeBalanceCache (redis: Redis, balances: Map<number, { balance: number, version: number }>, log: Pick<FastifyBaseLogger, 'warn'>): Promise<void> {
   if (balances.size === 0) return
   try {
-    const pipe = redis.pipeline()
+    // defineCommand sends EVALSHA (the script once per connection), not the script text per user.
+    if (!('billingSetIfNewer' in redis)) redis.defineCommand('billingSetIfNewer', { numberOfKeys: 2, lua: SET_IF_NEWER })
+    const pipe = redis.pipeline() as ReturnType<Redis['pipeline']> & { billingSetIfNewer: (...args: string[]) => unknown }
     for (const [userId, { balance, version }] of balances) {
-      pipe.eval(SET_IF_NEWER, 2, balanceKey(userId), versionKey(userId), String(balance), String(version), String(BALANCE_TTL_SECONDS))
+      pipe.billingSetIfNewer(balanceKey(userId), versionKey(userId), String(balance), String(version), String(BALANCE_TTL_SECONDS))
     }
     const results = await pipe.exec()
     const failed = results?.find(([err]) => err)

@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import { nanos } from '@nats-io/nats-core'
 import { AckPolicy, DeliverPolicy, JetStreamApiError, jetstream, jetstreamManager, type ConsumerMessages, type JsMsg } from '@nats-io/jetstream'
 import type { TSchema, Static } from 'typebox'
-import Value from 'typebox/value'
+import { Compile } from 'typebox/compile'
 import type { Kysely } from 'kysely'
 import type { Logger } from 'pino'
 import type { Database } from '../db/database.ts'
@@ -49,7 +49,12 @@ export class EventConsumer<S extends TSchema> {
   private pulling?: Promise<void>
   private working?: Promise<void>
 
-  constructor (opts: ConsumerOptions<S>) { this.opts = opts }
+  // Compiled once: the interpreted check was a large share of billing's CPU per event (bench profile).
+  private readonly validator: { Check: (value: unknown) => boolean, Errors: (value: unknown) => { instancePath?: string, message?: string }[] }
+  constructor (opts: ConsumerOptions<S>) {
+    this.opts = opts
+    this.validator = Compile(opts.schema)
+  }
 
   /** Creates (or updates) the durable consumer; every replica binds to the same one. */
   async ensure (): Promise<void> {
@@ -125,8 +130,8 @@ export class EventConsumer<S extends TSchema> {
   private decode (msg: JsMsg): Decoded<Static<S>> {
     let data: unknown
     try { data = JSON.parse(msg.string()) } catch { return { msg, error: 'payload is not JSON' } }
-    if (!Value.Check(this.opts.schema, data)) {
-      const e = Value.Errors(this.opts.schema, data)[0]
+    if (!this.validator.Check(data)) {
+      const e = this.validator.Errors(data)[0]
       return { msg, error: `payload does not match the schema: ${e?.instancePath || '/'} ${e?.message ?? 'is invalid'}` }
     }
     return { msg, event: data as Static<S> }
