@@ -5,8 +5,11 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { loggerOptions } from './logger.ts'
 import { validatorCompiler } from './validation.ts'
 import { errorHandlerPlugin } from './error-handler.ts'
+import { ProblemError } from './errors.ts'
 
 export const BODY_LIMIT = 1024 * 1024
+/** Bodies declared larger than BODY_LIMIT but at most this are read and dropped before the 413. */
+const DRAIN_LIMIT = 16 * 1024 * 1024
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/
 
 export interface HttpAppOptions {
@@ -31,6 +34,22 @@ export function createHttpApp (opts: HttpAppOptions) {
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(validatorCompiler())
   app.addHook('onRequest', async (request, reply) => { reply.header('x-request-id', request.id) })
+  // Fastify answers an oversized Content-Length at once and closes the socket while the client is still
+  // sending, which most clients see as EPIPE/ECONNRESET instead of the 413. Reading (and dropping) the
+  // body first lets the client finish writing and read our problem+json; beyond DRAIN_LIMIT we don't.
+  app.addHook('onRequest', async (request) => {
+    const length = Number(request.headers['content-length'])
+    if (!(length > BODY_LIMIT)) return
+    if (length <= DRAIN_LIMIT) {
+      await new Promise<void>((resolve) => {
+        request.raw.on('data', () => {})
+        request.raw.once('end', resolve)
+        request.raw.once('error', () => resolve())
+        request.raw.once('close', () => resolve())
+      })
+    }
+    throw new ProblemError('payload_too_large', 'The request body is larger than 1 MiB.')
+  })
   app.register(errorHandlerPlugin)
   return app
 }

@@ -62,3 +62,13 @@ t.test('5xx hides the message; ProblemError passes through; request id echoed', 
   const gen = await app.inject({ method: 'GET', url: '/teapot', headers: { 'x-request-id': 'bad id with spaces' } })
   t.not(gen.headers['x-request-id'], 'bad id with spaces', 'an unsafe request id is replaced')
 })
+
+t.test('a client sending an oversized body over a real socket reads the 413, not a reset', async (t) => {
+  const app = build()
+  const url = await app.listen({ port: 0, host: '127.0.0.1' })
+  for (const size of [2, 8, 12]) {
+    const res = await fetch(`${url}/things`, { method: 'POST', headers: { 'content-type': 'application/json' }, body: Buffer.alloc(size * 1024 * 1024, 'a') })
+    t.equal(res.status, 413)
+    t.equal((await res.json()).code, 'payload_too_large')
+  }
+})
