@@ -7,6 +7,7 @@ import { LoginThrottle } from './login-throttle.ts'
 import { dummyHash } from './passwords.ts'
 import { authRoutes } from './routes/auth.ts'
 import { profileRoutes } from './routes/profile.ts'
+import { internalRoutes } from './routes/internal.ts'
 
 export interface BuildOptions { fastify?: FastifyServerOptions }
 
@@ -32,6 +33,7 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
   app.register(jwtAuthPlugin, { publicKey: keys.publicKey, privateKey: keys.privateKey, issuer: config.JWT_ISSUER, ttlSeconds: config.JWT_TTL })
   app.register(authRoutes, { db: deps.db, redis: deps.redis, config, throttle })
   app.register(profileRoutes, { db: deps.db, redis: deps.redis, config })
+  app.register(internalRoutes, { db: deps.db })
   // The dummy hash is ready before the first login, so an unknown email never pays for making it.
   app.addHook('onReady', async () => { await dummyHash() })
   return app

@@ -23,7 +23,9 @@ export const BillingEnvSchema = Type.Object({
   /** Redelivery delay after a transient failure (database away). */
   BILLING_RETRY_DELAY_MS: Type.Integer({ default: 2_000, minimum: 0 }),
   /** Idempotency keys are kept at least this long. */
-  IDEMPOTENCY_TTL_HOURS: Type.Integer({ default: 48, minimum: 24 })
+  IDEMPOTENCY_TTL_HOURS: Type.Integer({ default: 48, minimum: 24 }),
+  /** Open accounts only for user ids auth knows (GET {AUTH_URL}/internal/users/:id); off only in billing's own unit tests. */
+  BILLING_CHECK_USERS: Type.Boolean({ default: true })
 })
 
 export type BillingConfig = Omit<Static<typeof BillingEnvSchema>, 'RECHARGE_POLICY' | 'MODEL_PRICES'> & {

@@ -4,6 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import { namespaced } from '@chat-platform/contracts'
 import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, type Redis } from '@chat-platform/platform'
 import type { Logger } from 'pino'
+import { userCheck, type UserCheck } from './known-users.ts'
 import type { BillingConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
 import { migrations } from './db/migrations/index.ts'
@@ -20,6 +21,8 @@ export interface BillingDeps {
   redis: Redis
   log: Logger
   rules: LedgerRules
+  /** Whether a user id belongs to a real user (checked before an account is opened by a request). */
+  knownUser: UserCheck
   consumers: { usage: EventConsumer<any>, signup: EventConsumer<any> }
   /** Starts the consumers and the idempotency-key cleanup. */
   start: () => Promise<void>
@@ -57,6 +60,7 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
     redis,
     log,
     rules,
+    knownUser: userCheck(db, { authUrl: config.AUTH_URL, enabled: config.BILLING_CHECK_USERS }),
     consumers,
     async start () {
       await consumers.signup.start()

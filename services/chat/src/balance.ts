@@ -1,5 +1,5 @@
 // The 402 pre-check: the user's balance from billing's Redis copy, else billing's internal endpoint.
-import { callService, type Redis } from '@chat-platform/platform'
+import { callServiceOrNull, unauthorized, type Redis } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 
 export const balanceKey = (userId: number) => `billing:balance:${userId}`
@@ -14,7 +14,10 @@ function parseCached (v: string | null): number | undefined {
   } catch { return undefined }
 }
 
-/** The balance; throws 503 `service_unavailable` when neither Redis nor billing can tell. */
+/**
+ * The balance; throws 503 `service_unavailable` when neither Redis nor billing can tell, and 401 when
+ * billing does not know the user (a token for a user id that does not exist).
+ */
 export async function readBalance (ctx: { redis: Redis, billingUrl: string, log: Logger, requestId?: string }, userId: number): Promise<number> {
   try {
     const cached = parseCached(await ctx.redis.get(balanceKey(userId)))
@@ -22,6 +25,7 @@ export async function readBalance (ctx: { redis: Redis, billingUrl: string, log:
   } catch (err) {
     ctx.log.warn({ err: (err as Error).message }, 'redis unavailable: reading the balance from billing')
   }
-  const res = await callService<{ user_id: number, balance: number }>(ctx.billingUrl, `/internal/balances/${userId}`, { requestId: ctx.requestId })
+  const res = await callServiceOrNull<{ user_id: number, balance: number }>(ctx.billingUrl, `/internal/balances/${userId}`, { requestId: ctx.requestId })
+  if (!res) throw unauthorized('The bearer token is invalid or expired.')
   return res.balance
 }

@@ -2,6 +2,7 @@
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Subjects } from '@chat-platform/contracts'
+import { notFound } from '@chat-platform/platform'
 import type { BillingDeps } from '../deps.ts'
 import { readBalance } from '../ledger.ts'
 import { writeBalanceCache } from '../balance-cache.ts'
@@ -13,9 +14,10 @@ export async function internalRoutes (fastify: FastifyInstance, opts: { deps: Bi
   const { db, redis, rules } = opts.deps
 
   app.get('/internal/balances/:user_id', {
-    schema: { hide: true, params: UserIdParamsSchema, response: { 200: InternalBalanceSchema, ...problems(400) } }
+    schema: { hide: true, params: UserIdParamsSchema, response: { 200: InternalBalanceSchema, ...problems(400, 404) } }
   }, async (request) => {
     const userId = request.params.user_id
+    if (!(await opts.deps.knownUser(userId, String(request.id)))) throw notFound('user')
     const acc = await readBalance(db, userId, rules)
     // A read is how the cache gets warm again after its TTL; the version guard keeps it from going back in time.
     await writeBalanceCache(redis, new Map([[userId, acc]]), request.log)

@@ -3,7 +3,7 @@ import { createHash, randomUUID } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { RechargeBodySchema, RechargeResponseSchema } from '@chat-platform/contracts'
-import { ProblemError } from '@chat-platform/platform'
+import { ProblemError, notFound, unauthorized } from '@chat-platform/platform'
 import type { BillingConfig } from '../config.ts'
 import type { BillingDeps } from '../deps.ts'
 import { creditRecharge } from '../ledger.ts'
@@ -24,7 +24,7 @@ export async function rechargeRoutes (fastify: FastifyInstance, opts: { deps: Bi
       security: [{ bearer: [] }],
       headers: RechargeHeadersSchema,
       body: RechargeBodySchema,
-      response: { 200: RechargeResponseSchema, ...problems(400, 401, 403, 409) }
+      response: { 200: RechargeResponseSchema, ...problems(400, 401, 403, 404, 409) }
     },
     onRequest: app.authenticate
   }, async (request) => {
@@ -35,6 +35,10 @@ export async function rechargeRoutes (fastify: FastifyInstance, opts: { deps: Bi
     }
     if (policy === 'self' && target !== caller.id) {
       throw new ProblemError('forbidden', 'You may only recharge your own balance.')
+    }
+    if (!(await opts.deps.knownUser(target, String(request.id)))) {
+      if (target === caller.id) throw unauthorized('The bearer token is invalid or expired.')
+      throw notFound('user')
     }
     const amount = request.body.amount
     const key = request.headers['idempotency-key']
