@@ -39,6 +39,6 @@ export function buildApp (deps: GatewayDeps, config: GatewayConfig) {
   const apiLimit = { max: config.RATE_LIMIT_MAX, windowMs: config.RATE_LIMIT_WINDOW_MS }
   app.register(docsRoutes, { upstreams, redis, cacheMs: config.DOCS_CACHE_MS, rateLimit: apiLimit })
   app.register(publicRoutes, { upstreams, redis, timeouts, rateLimit: { max: config.AUTH_RATE_LIMIT_MAX, windowMs: config.AUTH_RATE_LIMIT_WINDOW_MS } })
-  app.register(authenticatedRoutes, { upstreams, redis, timeouts, rateLimit: apiLimit })
+  app.register(authenticatedRoutes, { upstreams, redis, timeouts, rateLimit: { ...apiLimit, syncMs: config.RATE_LIMIT_SYNC_MS } })
   return app
 }

@@ -16,6 +16,8 @@ export const GatewayConfigSchema = Type.Object({
   CORS_ORIGINS: Type.String({ default: '' }),
   RATE_LIMIT_MAX: Type.Integer({ default: 300, minimum: 1 }),
   RATE_LIMIT_WINDOW_MS: Ms(60_000, 1000),
+  /** Authenticated routes: below half its limit a key is counted locally and synced to Redis this often; 0 counts every request in Redis. */
+  RATE_LIMIT_SYNC_MS: Ms(100, 0),
   /** Stricter limit, per client IP, on register and the two login routes. */
   AUTH_RATE_LIMIT_MAX: Type.Integer({ default: 20, minimum: 1 }),
   AUTH_RATE_LIMIT_WINDOW_MS: Ms(60_000, 1000),

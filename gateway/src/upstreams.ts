@@ -1,5 +1,6 @@
 // One undici Agent per upstream service: pipelining 1, DNS round-robin over every address, dead addresses skipped, client hang-ups passed on.
 import type { ServerResponse } from 'node:http'
+import { isIP } from 'node:net'
 import { Agent, interceptors, type Dispatcher } from 'undici'
 import type { UpstreamName } from './routing.ts'
 
@@ -56,9 +57,20 @@ function makePick (downUntil: Map<string, number>) {
 
 /** Innermost interceptor: sees the address undici actually dialled and records whether it took the connection. */
 function trackAddressHealth (downUntil: Map<string, number>, cooldownMs: number): Dispatcher.DispatcherComposeInterceptor {
+  // Origins repeat (one per address), so each is parsed once, not on every request.
+  const keys = new Map<string, string>()
+  const keyOf = (origin: string) => {
+    let key = keys.get(origin)
+    if (key === undefined) {
+      const url = new URL(origin)
+      key = addressKey(url.hostname, url.port)
+      if (keys.size > 1_000) keys.clear()
+      keys.set(origin, key)
+    }
+    return key
+  }
   return (dispatch) => (opts, handler) => {
-    const url = new URL(String(opts.origin))
-    const key = addressKey(url.hostname, url.port)
+    const key = keyOf(String(opts.origin))
     return dispatch(opts, {
       onRequestStart: (c, ctx) => handler.onRequestStart?.(c, ctx),
       onRequestUpgrade: (c, s, h, sock) => handler.onRequestUpgrade?.(c, s, h, sock),
@@ -115,11 +127,15 @@ export function createUpstream (name: UpstreamName, url: string, opts: UpstreamO
     connect: { timeout: opts.connectTimeoutMs },
     keepAliveTimeout: 4_000
   })
-  const dispatcher = agent.compose(
-    trackAddressHealth(downUntil, opts.downCooldownMs),
-    interceptors.dns({ maxTTL: opts.dnsTtlMs, lookup: opts.lookup, pick: makePick(downUntil) }),
-    abortOnClientClose
-  )
+  // An address literal needs no resolving (undici's DNS interceptor would parse the origin only to skip it).
+  const literal = isIP(new URL(url).hostname.replace(/^\[|\]$/g, '')) !== 0 && !opts.lookup
+  const dispatcher = literal
+    ? agent.compose(trackAddressHealth(downUntil, opts.downCooldownMs), abortOnClientClose)
+    : agent.compose(
+      trackAddressHealth(downUntil, opts.downCooldownMs),
+      interceptors.dns({ maxTTL: opts.dnsTtlMs, lookup: opts.lookup, pick: makePick(downUntil) }),
+      abortOnClientClose
+    )
   return {
     name,
     origin,

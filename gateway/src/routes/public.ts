@@ -10,7 +10,7 @@ export interface ZoneOptions {
   upstreams: Upstreams
   redis: Redis
   timeouts: ProxyTimeouts
-  rateLimit: { max: number, windowMs: number }
+  rateLimit: { max: number, windowMs: number, syncMs?: number }
 }
 
 export default async function publicRoutes (app: FastifyInstance, opts: ZoneOptions) {
