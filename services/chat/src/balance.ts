@@ -16,14 +16,20 @@ function parseCached (v: string | null): number | undefined {
 
 /**
  * The balance; throws 503 `service_unavailable` when neither Redis nor billing can tell, and 401 when
- * billing does not know the user (a token for a user id that does not exist).
+ * billing does not know the user (a token for a user id that does not exist). `cached` is the Redis copy when
+ * the caller already read it (null: not in Redis), undefined to read it here.
  */
-export async function readBalance (ctx: { redis: Redis, billingUrl: string, log: Logger, requestId?: string }, userId: number): Promise<number> {
-  try {
-    const cached = parseCached(await ctx.redis.get(balanceKey(userId)))
-    if (cached !== undefined) return cached
-  } catch (err) {
-    ctx.log.warn({ err: (err as Error).message }, 'redis unavailable: reading the balance from billing')
+export async function readBalance (ctx: { redis: Redis, billingUrl: string, log: Logger, requestId?: string }, userId: number, cached?: string | null): Promise<number> {
+  if (cached !== undefined) {
+    const v = parseCached(cached)
+    if (v !== undefined) return v
+  } else {
+    try {
+      const v = parseCached(await ctx.redis.get(balanceKey(userId)))
+      if (v !== undefined) return v
+    } catch (err) {
+      ctx.log.warn({ err: (err as Error).message }, 'redis unavailable: reading the balance from billing')
+    }
   }
   const res = await callServiceOrNull<{ user_id: number, balance: number }>(ctx.billingUrl, `/internal/balances/${userId}`, { requestId: ctx.requestId })
   if (!res) throw unauthorized('The bearer token is invalid or expired.')

@@ -1,14 +1,13 @@
-// One chat exchange: store the user's message, build the prompt, call the LLM, then record the reply, its usage
-// and the usage event in one transaction (or, when nothing was generated, mark the message failed and charge nothing).
+// One chat exchange: store the user's message while the LLM is asked, then record the reply, its usage and the
+// usage event in one statement (or, when nothing was generated, mark the message failed and charge nothing).
 import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
 import { namespaced, Subjects, type ChatMessage, type UsageRecorded, type UsageSource } from '@chat-platform/contracts'
-import { writeOutbox, type ProblemError } from '@chat-platform/platform'
+import type { ProblemError } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
-import { SCHEMA, type Database, type MessageRow } from './db/database.ts'
-import { insertMessage, updateMessage, listContextMessages, reserveMessageId, toMessage } from './db/repositories/messages.ts'
-import { lockSession } from './db/repositories/sessions.ts'
-import { insertUsage } from './db/repositories/usage.ts'
+import type { Database, MessageRow } from './db/database.ts'
+import { updateMessage, toMessage } from './db/repositories/messages.ts'
+import { insertUserMessage, recordReply, type ContextMessage } from './db/repositories/exchanges.ts'
 import { completeIdempotencyKey, releaseIdempotencyKey } from './db/repositories/idempotency-keys.ts'
 import { buildPrompt } from './prompt.ts'
 import type { LlmClient, LlmOutcome } from './llm/client.ts'
@@ -21,7 +20,6 @@ export interface ExchangeContext {
   log: Logger
   systemPrompt: string
   contextTokens: number
-  historyMaxMessages: number
   eventsNamespace: string
   requestId?: string
 }
@@ -31,6 +29,8 @@ export interface ExchangeInput {
   sessionId: number
   content: string
   idempotencyKey?: string
+  /** The session's earlier turns that may go into the prompt, newest first (read with the session). */
+  history: ContextMessage[]
   /** Streaming: deltas as the model writes; `signal` aborts the upstream call (the client left). */
   stream?: { onDelta: (text: string) => void, signal: AbortSignal }
 }
@@ -46,20 +46,33 @@ interface Usage { prompt_tokens: number, completion_tokens: number, usage_source
 /** Throws a ProblemError when the exchange failed with nothing generated (nothing is charged then). */
 export async function runExchange (ctx: ExchangeContext, input: ExchangeInput): Promise<ExchangeResult> {
   const { db, log } = ctx
-  const userMessage = await insertMessage(db, { session_id: input.sessionId, user_id: input.userId, role: 'user', content: input.content, content_tokens: ctx.tokenizer.count(input.content), status: 'pending', error_code: null })
-  let outcome: LlmOutcome
-  let promptTokens: number
+  const prompt = buildPrompt({ systemPrompt: ctx.systemPrompt, historyNewestFirst: input.history, content: input.content, budget: ctx.contextTokens, tokenizer: ctx.tokenizer })
+  log.debug({ history_used: prompt.historyUsed, prompt_tokens: prompt.tokens }, 'prompt built')
+  // The user's message is stored while the model is already asked, so its commit is not on the first byte's
+  // path; if it cannot be stored, the call is stopped and nothing is charged.
+  const stored = insertUserMessage(db, { session_id: input.sessionId, user_id: input.userId, role: 'user', content: input.content, content_tokens: prompt.contentTokens, status: 'pending', error_code: null })
+  const notStored = new AbortController()
+  stored.catch(() => notStored.abort())
+  let outcome: LlmOutcome | undefined
+  let callError: unknown
   try {
-    const history = await listContextMessages(db, input.sessionId, userMessage.id, ctx.historyMaxMessages)
-    const prompt = buildPrompt({ systemPrompt: ctx.systemPrompt, historyNewestFirst: history, content: input.content, budget: ctx.contextTokens, tokenizer: ctx.tokenizer })
-    promptTokens = prompt.tokens
-    log.debug({ history_used: prompt.historyUsed, prompt_tokens: prompt.tokens }, 'prompt built')
     outcome = input.stream
-      ? await ctx.llm.stream(prompt.messages, input.stream.onDelta, input.stream.signal)
-      : await ctx.llm.complete(prompt.messages)
+      ? await ctx.llm.stream(prompt.messages, input.stream.onDelta, AbortSignal.any([input.stream.signal, notStored.signal]))
+      : await ctx.llm.complete(prompt.messages, notStored.signal)
   } catch (err) {
-    await failExchange(ctx, input, userMessage, 'internal_error')
+    callError = err
+  }
+  let userMessage: MessageRow & { reply_id: number }
+  try {
+    userMessage = await stored
+  } catch (err) {
+    log.error({ err: (err as Error).message }, 'the user message could not be stored; the model call was stopped, nothing is charged')
+    if (input.idempotencyKey) await releaseIdempotencyKey(db, input.userId, input.idempotencyKey).catch(() => {})
     throw err
+  }
+  if (!outcome) {
+    await failExchange(ctx, input, userMessage, 'internal_error')
+    throw callError
   }
 
   if (!outcome.finished && outcome.content === '') {
@@ -72,7 +85,7 @@ export async function runExchange (ctx: ExchangeContext, input: ExchangeInput): 
 
   const usage: Usage = outcome.usage
     ? { ...outcome.usage, usage_source: 'provider' }
-    : { prompt_tokens: promptTokens, completion_tokens: ctx.tokenizer.count(outcome.content), usage_source: 'estimated' }
+    : { prompt_tokens: prompt.tokens, completion_tokens: ctx.tokenizer.count(outcome.content), usage_source: 'estimated' }
   try {
     const recorded = await recordExchange(ctx, input, userMessage, outcome, usage)
     if (outcome.error || outcome.clientAborted) log.warn({ code: outcome.error?.code ?? 'client_closed', completion_tokens: usage.completion_tokens, usage_source: usage.usage_source }, 'partial reply stored and charged')
@@ -94,45 +107,45 @@ async function failExchange (ctx: ExchangeContext, input: ExchangeInput, userMes
   }
 }
 
-async function recordExchange (ctx: ExchangeContext, input: ExchangeInput, userMessage: MessageRow, outcome: LlmOutcome, usage: Usage): Promise<{ message?: ChatMessage, sessionGone?: boolean }> {
-  const subject = namespaced(ctx.eventsNamespace).subject(Subjects.usageRecorded)
-  return await ctx.db.transaction().execute(async (trx) => {
-    const alive = await lockSession(trx, input.sessionId)
-    let message: ChatMessage | undefined
-    let messageId: number
-    if (alive) {
-      const reply = await insertMessage(trx, {
-        session_id: input.sessionId,
-        user_id: input.userId,
-        role: 'assistant',
-        content: outcome.content,
-        tokens: usage.completion_tokens,
-        content_tokens: usage.usage_source === 'estimated' ? usage.completion_tokens : ctx.tokenizer.count(outcome.content),
-        status: outcome.finished ? 'ok' : 'partial',
-        error_code: outcome.finished ? null : outcome.error?.code ?? 'client_closed'
-      })
-      await updateMessage(trx, userMessage.id, { tokens: usage.prompt_tokens, status: 'ok', error_code: null })
-      message = toMessage(reply)
-      messageId = reply.id
-    } else {
-      // Deleted mid-exchange: the model's work is still charged; the id points at no stored message.
-      messageId = await reserveMessageId(trx)
-    }
-    const event: UsageRecorded = {
-      event_id: randomUUID(),
-      occurred_at: new Date().toISOString(),
-      user_id: input.userId,
+async function recordExchange (ctx: ExchangeContext, input: ExchangeInput, userMessage: MessageRow & { reply_id: number }, outcome: LlmOutcome, usage: Usage): Promise<{ message?: ChatMessage, sessionGone?: boolean }> {
+  const event: UsageRecorded = {
+    event_id: randomUUID(),
+    occurred_at: new Date().toISOString(),
+    user_id: input.userId,
+    session_id: input.sessionId,
+    // The reply's id was reserved with the user message; if the session was deleted meanwhile it names no stored message.
+    message_id: userMessage.reply_id,
+    model: ctx.llm.model,
+    ...usage
+  }
+  const record = {
+    userMessageId: userMessage.id,
+    promptTokens: usage.prompt_tokens,
+    reply: {
+      id: userMessage.reply_id,
       session_id: input.sessionId,
-      message_id: messageId,
-      model: ctx.llm.model,
-      ...usage
-    }
-    await insertUsage(trx, { ...event, occurred_at: event.occurred_at })
-    await writeOutbox(trx, SCHEMA, subject, event, ctx.requestId)
-    if (input.idempotencyKey) {
-      if (message) await completeIdempotencyKey(trx, input.userId, input.idempotencyKey, message)
-      else await releaseIdempotencyKey(trx, input.userId, input.idempotencyKey)
-    }
+      user_id: input.userId,
+      content: outcome.content,
+      tokens: usage.completion_tokens,
+      content_tokens: usage.usage_source === 'estimated' ? usage.completion_tokens : ctx.tokenizer.count(outcome.content),
+      status: outcome.finished ? 'ok' as const : 'partial' as const,
+      error_code: outcome.finished ? null : outcome.error?.code ?? 'client_closed'
+    },
+    event,
+    subject: namespaced(ctx.eventsNamespace).subject(Subjects.usageRecorded),
+    requestId: ctx.requestId
+  }
+  const key = input.idempotencyKey
+  if (!key) {
+    const reply = await recordReply(ctx.db, record)
+    return reply ? { message: toMessage(reply) } : { sessionGone: true }
+  }
+  // With an Idempotency-Key its answer is stored in the same transaction, so a retry can never be charged twice.
+  return await ctx.db.transaction().execute(async (trx) => {
+    const reply = await recordReply(trx, record)
+    const message = reply ? toMessage(reply) : undefined
+    if (message) await completeIdempotencyKey(trx, input.userId, key, message)
+    else await releaseIdempotencyKey(trx, input.userId, key)
     return message ? { message } : { sessionGone: true }
   })
 }

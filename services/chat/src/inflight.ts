@@ -3,15 +3,18 @@ import { randomUUID } from 'node:crypto'
 import type { Redis } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 
-// KEYS[1] the user's set; ARGV: ttl ms, max, slot id. Redis' own clock, so replicas' clocks need not agree.
+// KEYS[1] the user's set, KEYS[2] (optional) a key to read in the same round trip; ARGV: ttl ms, max, slot id.
+// Returns {acquired 0|1, value of KEYS[2] or nil}. Redis' own clock, so replicas' clocks need not agree.
 const ACQUIRE = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
+local peeked = false
+if KEYS[2] then peeked = redis.call('GET', KEYS[2]) end
 redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now)
-if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return 0 end
+if redis.call('ZCARD', KEYS[1]) >= tonumber(ARGV[2]) then return {0, peeked} end
 redis.call('ZADD', KEYS[1], now + tonumber(ARGV[1]), ARGV[3])
 redis.call('PEXPIRE', KEYS[1], ARGV[1])
-return 1`
+return {1, peeked}`
 const RENEW = `
 local t = redis.call('TIME')
 local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
@@ -19,7 +22,8 @@ if redis.call('ZADD', KEYS[1], 'XX', 'CH', now + tonumber(ARGV[1]), ARGV[2]) == 
 return 1`
 
 interface InflightRedis extends Redis {
-  inflightAcquire: (key: string, ttlMs: number, max: number, id: string) => Promise<number>
+  inflightAcquire: (key: string, ttlMs: number, max: number, id: string) => Promise<[number, string | null]>
+  inflightAcquireRead: (key: string, readKey: string, ttlMs: number, max: number, id: string) => Promise<[number, string | null]>
   inflightRenew: (key: string, ttlMs: number, id: string) => Promise<number>
 }
 
@@ -45,6 +49,7 @@ export class InflightLimiter {
     this.opts = opts
     if (!('inflightAcquire' in redis)) {
       redis.defineCommand('inflightAcquire', { numberOfKeys: 1, lua: ACQUIRE })
+      redis.defineCommand('inflightAcquireRead', { numberOfKeys: 2, lua: ACQUIRE })
       redis.defineCommand('inflightRenew', { numberOfKeys: 1, lua: RENEW })
     }
     this.redis = redis as InflightRedis
@@ -52,21 +57,34 @@ export class InflightLimiter {
 
   /** A slot, or null when the user already has `max` exchanges in flight. */
   async acquire (userId: number): Promise<InflightSlot | null> {
+    return (await this.acquireAndRead(userId)).slot
+  }
+
+  /**
+   * `acquire`, also reading `readKey` in the same round trip (the balance copy before a send): `value` is its
+   * content (null when missing), or undefined when Redis could not be asked (the slot is then a local one).
+   */
+  async acquireAndRead (userId: number, readKey?: string): Promise<{ slot: InflightSlot | null, value?: string | null }> {
     const id = randomUUID()
     const key = inflightKey(userId)
     try {
-      const ok = await this.redis.inflightAcquire(key, this.opts.ttlMs, this.opts.max, id)
+      const [ok, value] = readKey === undefined
+        ? await this.redis.inflightAcquire(key, this.opts.ttlMs, this.opts.max, id)
+        : await this.redis.inflightAcquireRead(key, readKey, this.opts.ttlMs, this.opts.max, id)
       if (this.degraded) this.opts.log.info('inflight limiter back on redis')
       this.degraded = false
-      if (!ok) return null
+      if (!ok) return { slot: null, value }
       return {
-        renew: async () => { await this.redis.inflightRenew(key, this.opts.ttlMs, id).catch(() => {}) },
-        release: async () => { await this.redis.zrem(key, id).catch(() => {}) }
+        slot: {
+          renew: async () => { await this.redis.inflightRenew(key, this.opts.ttlMs, id).catch(() => {}) },
+          release: async () => { await this.redis.zrem(key, id).catch(() => {}) }
+        },
+        value
       }
     } catch (err) {
       if (!this.degraded) this.opts.log.warn({ err: (err as Error).message }, 'redis unavailable: inflight limit kept per process')
       this.degraded = true
-      return this.acquireLocal(userId)
+      return { slot: this.acquireLocal(userId) }
     }
   }
 

@@ -5,8 +5,24 @@ export interface BuiltPrompt {
   messages: PromptMessage[]
   /** Prompt tokens by the local tokenizer (the estimate when the provider reports no usage). */
   tokens: number
+  /** The new message's own tokens (stored with it for later budgets). */
+  contentTokens: number
   /** How many history messages were included. */
   historyUsed: number
+}
+
+// The same few strings (roles, the system prompt) are priced on every exchange: count each once per tokenizer.
+const fixedCosts = new WeakMap<Tokenizer, Map<string, number>>()
+function messageCost (tokenizer: Tokenizer, role: PromptMessage['role'], content: string): number {
+  let costs = fixedCosts.get(tokenizer)
+  if (!costs) fixedCosts.set(tokenizer, costs = new Map())
+  const key = `${role}\u0000${content}`
+  let n = costs.get(key)
+  if (n === undefined) {
+    n = tokenizer.countMessage({ role, content })
+    if (costs.size < 64) costs.set(key, n)
+  }
+  return n
 }
 
 /**
@@ -18,15 +34,17 @@ export function buildPrompt (input: { systemPrompt: string, historyNewestFirst: 
   const { tokenizer } = input
   const system: PromptMessage[] = input.systemPrompt ? [{ role: 'system', content: input.systemPrompt }] : []
   const current: PromptMessage = { role: 'user', content: input.content }
-  let tokens = tokenizer.countPrompt([...system, current])
+  const contentTokens = tokenizer.count(input.content)
+  // 3 tokens prime the reply; each message costs its role and content plus 3.
+  let tokens = 3 + (input.systemPrompt ? messageCost(tokenizer, 'system', input.systemPrompt) : 0) + messageCost(tokenizer, 'user', '') + contentTokens
   const history: PromptMessage[] = []
   for (const m of input.historyNewestFirst) {
     // Stored counts: re-tokenizing up to 100 long messages on every exchange would cost seconds.
-    const cost = tokenizer.countMessage({ role: m.role, content: '' }) + m.content_tokens
+    const cost = messageCost(tokenizer, m.role, '') + m.content_tokens
     if (tokens + cost > input.budget) break
     tokens += cost
     history.push({ role: m.role, content: m.content })
   }
   history.reverse()
-  return { messages: [...system, ...history, current], tokens, historyUsed: history.length }
+  return { messages: [...system, ...history, current], tokens, contentTokens, historyUsed: history.length }
 }

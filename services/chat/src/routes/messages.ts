@@ -10,7 +10,8 @@ import type { ChatDeps } from '../deps.ts'
 import { findSession } from '../db/repositories/sessions.ts'
 import { listMessages, toMessage } from '../db/repositories/messages.ts'
 import { claimIdempotencyKey, deleteExpiredIdempotencyKeys, releaseIdempotencyKey, touchIdempotencyKey } from '../db/repositories/idempotency-keys.ts'
-import { readBalance } from '../balance.ts'
+import { balanceKey, readBalance } from '../balance.ts'
+import { findSessionWithContext, type ContextMessage } from '../db/repositories/exchanges.ts'
 import { InflightLimiter, type InflightSlot } from '../inflight.ts'
 import { runExchange, type ExchangeContext } from '../exchange.ts'
 import { acceptsEventStream, openSse, type SseStream } from '../sse.ts'
@@ -30,6 +31,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
   const { db } = deps
   const limiter = new InflightLimiter(deps.redis, { max: config.CHAT_MAX_INFLIGHT, ttlMs: config.CHAT_INFLIGHT_TTL_MS, log: app.log })
   const security = [{ bearer: [] }]
+  const tooMany = () => problem('rate_limited', `At most ${config.CHAT_MAX_INFLIGHT} messages can be in progress at once; wait for a reply.`, { headers: { 'retry-after': '1' } })
   app.addHook('onRequest', app.authenticate)
 
   let sweeper: NodeJS.Timeout | undefined
@@ -71,35 +73,54 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
     const userId = request.user.id
     const sessionId = request.params.session_id
     const { content } = request.body
-    const session = await findSession(db, sessionId, userId)
-    if (!session) throw notFound('session')
     const streaming = acceptsEventStream(request.headers.accept)
     const key = request.headers['idempotency-key']
-
-    if (key) {
-      const claim = await claimIdempotencyKey(db, { user_id: userId, key, request_hash: requestHash(sessionId, content), ttlHours: config.CHAT_IDEMPOTENCY_TTL_HOURS, staleMs: config.CHAT_INFLIGHT_TTL_MS })
-      if (claim.kind === 'mismatch') throw problem('idempotency_conflict', 'This Idempotency-Key was already used with a different request.')
-      if (claim.kind === 'in_progress') throw problem('idempotency_conflict', 'A request with this Idempotency-Key is still in progress; retry when it has finished.', { headers: { 'retry-after': '1' } })
-      if (claim.kind === 'replay') {
-        request.log.info('idempotent replay')
-        const message = claim.response as ChatMessage
-        if (!streaming) return message
-        const sse = openSse(reply, config.CHAT_SSE_HEARTBEAT_MS)
-        sse.send('delta', { content: message.content })
-        sse.send('done', message)
-        sse.end()
-        return reply
-      }
-    }
-
+    const balanceCtx = { redis: deps.redis, billingUrl: config.BILLING_URL, log: request.log, requestId: String(request.id) }
+    // Without a key the checks before the LLM call run side by side: the session with its recent turns (one
+    // query), and the in-flight slot with the balance copy (one Redis script). A slot taken for a request
+    // refused afterwards is given back at once.
+    const found = findSessionWithContext(db, sessionId, userId, config.CHAT_HISTORY_MAX_MESSAGES)
+    const taken = key ? undefined : limiter.acquireAndRead(userId, balanceKey(userId))
     let slot: InflightSlot | null = null
+    let history: ContextMessage[]
     try {
-      const balance = await readBalance({ redis: deps.redis, billingUrl: config.BILLING_URL, log: request.log, requestId: String(request.id) }, userId)
-      if (balance <= 0) throw problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')
-      slot = await limiter.acquire(userId)
-      if (!slot) throw problem('rate_limited', `At most ${config.CHAT_MAX_INFLIGHT} messages can be in progress at once; wait for a reply.`, { headers: { 'retry-after': '1' } })
+      const [session, acquired] = await Promise.all([found, taken])
+      slot = acquired?.slot ?? null
+      if (!session) throw notFound('session')
+      history = session.history
+      if (key) {
+        const claim = await claimIdempotencyKey(db, { user_id: userId, key, request_hash: requestHash(sessionId, content), ttlHours: config.CHAT_IDEMPOTENCY_TTL_HOURS, staleMs: config.CHAT_INFLIGHT_TTL_MS })
+        if (claim.kind === 'mismatch') throw problem('idempotency_conflict', 'This Idempotency-Key was already used with a different request.')
+        if (claim.kind === 'in_progress') throw problem('idempotency_conflict', 'A request with this Idempotency-Key is still in progress; retry when it has finished.', { headers: { 'retry-after': '1' } })
+        if (claim.kind === 'replay') {
+          request.log.info('idempotent replay')
+          const message = claim.response as ChatMessage
+          if (!streaming) return message
+          const sse = openSse(reply, config.CHAT_SSE_HEARTBEAT_MS)
+          sse.send('delta', { content: message.content })
+          sse.send('done', message)
+          sse.end()
+          return reply
+        }
+        try {
+          const balance = await readBalance(balanceCtx, userId)
+          if (balance <= 0) throw problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')
+          slot = await limiter.acquire(userId)
+          if (!slot) throw tooMany()
+        } catch (err) {
+          await releaseIdempotencyKey(db, userId, key)
+          throw err
+        }
+      } else {
+        const balance = await readBalance(balanceCtx, userId, acquired!.value)
+        if (balance <= 0) throw problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')
+        if (!slot) throw tooMany()
+      }
     } catch (err) {
-      if (key) await releaseIdempotencyKey(db, userId, key)
+      // Both ran: wait for the other one too, and give back a slot however far the checks got.
+      const [, got] = await Promise.allSettled([found, taken])
+      const held = slot ?? (got.status === 'fulfilled' ? got.value?.slot : null)
+      if (held) await held.release()
       throw err
     }
 
@@ -116,11 +137,10 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
       log: request.log,
       systemPrompt: config.CHAT_SYSTEM_PROMPT,
       contextTokens: config.CHAT_CONTEXT_TOKENS,
-      historyMaxMessages: config.CHAT_HISTORY_MAX_MESSAGES,
       eventsNamespace: config.EVENTS_NAMESPACE,
       requestId: String(request.id)
     }
-    const base = { userId, sessionId, content, idempotencyKey: key }
+    const base = { userId, sessionId, content, idempotencyKey: key, history }
     try {
       if (!streaming) {
         // A JSON caller that hangs up does not stop the exchange: the reply is stored and listed later.

@@ -30,9 +30,3 @@ export async function deleteSession (db: Db, id: number, userId: number): Promis
   const res = await db.deleteFrom('sessions').where('id', '=', id).where('user_id', '=', userId).executeTakeFirst()
   return Number(res.numDeletedRows) > 0
 }
-
-/** Holds the session against deletion until the transaction ends; false if it is gone. */
-export async function lockSession (trx: Transaction<Database>, id: number): Promise<boolean> {
-  const row = await trx.selectFrom('sessions').select('id').where('id', '=', id).forKeyShare().executeTakeFirst()
-  return row !== undefined
-}
