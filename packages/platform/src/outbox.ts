@@ -16,6 +16,7 @@ export interface OutboxTable {
   stream_seq: number | null
   attempts: number
   last_error: string | null
+  claimed_until: Date | null
 }
 
 /** The outbox table, created in the producer's own schema (a frozen migration: never edit, add new ones). */
@@ -34,6 +35,16 @@ export const createOutboxMigration: Migration = {
       .execute()
     await sql`create index outbox_unpublished on outbox (created_at) where published_at is null`.execute(db)
     await sql`create index outbox_published_at on outbox (published_at) where published_at is not null`.execute(db)
+  }
+}
+
+/**
+ * A claim lease per outbox row, so a relay claims a batch in one statement instead of holding a transaction
+ * (and its row locks) open while it publishes.
+ */
+export const addOutboxLeaseMigration: Migration = {
+  async up (db) {
+    await db.schema.alterTable('outbox').addColumn('claimed_until', 'timestamptz').execute()
   }
 }
 
@@ -67,13 +78,16 @@ export interface RelayOptions {
   batchSize?: number
   publishTimeoutMs?: number
   retentionDays?: number
+  /** How long a claimed batch is this relay's; a relay that died holding it is replaced after this (default 30 s). */
+  leaseMs?: number
 }
 
 /**
  * Publishes unpublished outbox rows. Several relays (replicas) share the table safely: each batch is
- * claimed with FOR UPDATE SKIP LOCKED. A row is marked published only after JetStream's ack; a crash in
- * between re-publishes it with the same Nats-Msg-Id, which JetStream drops inside its window and the
- * consumer's event_id check drops outside it.
+ * claimed for a lease in one statement (FOR UPDATE SKIP LOCKED picks rows nobody holds). A row is marked
+ * published only after JetStream's ack; a crash in between leaves it claimed until the lease ends, then it is
+ * re-published with the same Nats-Msg-Id, which JetStream drops inside its window and the consumer's
+ * event_id check drops outside it.
  */
 export class OutboxRelay {
   private listener?: pg.Client
@@ -134,44 +148,47 @@ export class OutboxRelay {
     } while (this.again && !this.stopped)
   }
 
-  /** One claimed batch: publish every row concurrently, mark those JetStream acknowledged. */
+  /** One claimed batch: publish every row concurrently, mark those JetStream acknowledged, free the others. */
   async publishBatch (): Promise<{ claimed: number, ok: boolean }> {
     const { db, js, log } = this.opts
-    return await db.transaction().execute(async (trx) => {
-      const rows = await trx.selectFrom('outbox')
-        .select(['id', 'subject', 'payload', 'request_id'])
-        .where('published_at', 'is', null)
-        .orderBy('created_at').orderBy('id')
-        .limit(this.opts.batchSize ?? 100)
-        .forUpdate().skipLocked()
-        .execute()
-      if (rows.length === 0) return { claimed: 0, ok: true }
-      const results = await Promise.allSettled(rows.map(async (r) => {
-        const h = natsHeaders()
-        if (r.request_id) h.set('x-request-id', r.request_id)
-        return await js.publish(r.subject, JSON.stringify(r.payload), { msgID: r.id, headers: h, timeout: this.opts.publishTimeoutMs ?? 5_000 })
-      }))
-      const done: { id: string, seq: number }[] = []
-      const failed: { id: string, error: string }[] = []
-      results.forEach((res, i) => {
-        if (res.status === 'fulfilled') done.push({ id: rows[i].id, seq: res.value.seq })
-        else failed.push({ id: rows[i].id, error: String((res.reason as Error)?.message ?? res.reason).slice(0, 500) })
-      })
-      if (done.length) {
-        await sql`update outbox set published_at = now(), stream_seq = d.seq, attempts = attempts + 1, last_error = null
-          from unnest(${done.map((d) => d.id)}::uuid[], ${done.map((d) => d.seq)}::bigint[]) as d(id, seq)
-          where outbox.id = d.id`.execute(trx)
-      }
-      if (failed.length) {
-        await sql`update outbox set attempts = attempts + 1, last_error = d.err
-          from unnest(${failed.map((d) => d.id)}::uuid[], ${failed.map((d) => d.error)}::text[]) as d(id, err)
-          where outbox.id = d.id`.execute(trx)
-        log.warn({ failed: failed.length, error: failed[0].error }, 'outbox publish failed; will retry')
-      }
-      this.published += done.length
-      this.failures += failed.length
-      return { claimed: rows.length, ok: failed.length === 0 }
+    const { rows } = await sql<{ id: string, subject: string, payload: unknown, request_id: string | null, created_at: Date }>`
+      update outbox set claimed_until = now() + make_interval(secs => ${(this.opts.leaseMs ?? 30_000) / 1000})
+      where id in (
+        select id from outbox
+        where published_at is null and (claimed_until is null or claimed_until < now())
+        order by created_at, id
+        limit ${this.opts.batchSize ?? 100}
+        for update skip locked
+      )
+      returning id, subject, payload, request_id, created_at`.execute(db)
+    if (rows.length === 0) return { claimed: 0, ok: true }
+    // Oldest first, as they were written (RETURNING keeps no order).
+    rows.sort((a, b) => a.created_at.getTime() - b.created_at.getTime() || (a.id < b.id ? -1 : 1))
+    const results = await Promise.allSettled(rows.map(async (r) => {
+      const h = natsHeaders()
+      if (r.request_id) h.set('x-request-id', r.request_id)
+      return await js.publish(r.subject, JSON.stringify(r.payload), { msgID: r.id, headers: h, timeout: this.opts.publishTimeoutMs ?? 5_000 })
+    }))
+    const done: { id: string, seq: number }[] = []
+    const failed: { id: string, error: string }[] = []
+    results.forEach((res, i) => {
+      if (res.status === 'fulfilled') done.push({ id: rows[i].id, seq: res.value.seq })
+      else failed.push({ id: rows[i].id, error: String((res.reason as Error)?.message ?? res.reason).slice(0, 500) })
     })
+    if (done.length) {
+      await sql`update outbox set published_at = now(), stream_seq = d.seq, attempts = attempts + 1, last_error = null, claimed_until = null
+        from unnest(${done.map((d) => d.id)}::uuid[], ${done.map((d) => d.seq)}::bigint[]) as d(id, seq)
+        where outbox.id = d.id`.execute(db)
+    }
+    if (failed.length) {
+      await sql`update outbox set attempts = attempts + 1, last_error = d.err, claimed_until = null
+        from unnest(${failed.map((d) => d.id)}::uuid[], ${failed.map((d) => d.error)}::text[]) as d(id, err)
+        where outbox.id = d.id`.execute(db)
+      log.warn({ failed: failed.length, error: failed[0].error }, 'outbox publish failed; will retry')
+    }
+    this.published += done.length
+    this.failures += failed.length
+    return { claimed: rows.length, ok: failed.length === 0 }
   }
 
   private async cleanup (): Promise<void> {
@@ -194,7 +211,7 @@ export class OutboxRelay {
 /** Marks events for publishing again (used by usage:reconcile); the relay re-sends them with the same id. */
 export async function requeueOutbox (db: Kysely<any>, schema: string, ids: string[]): Promise<number> {
   if (ids.length === 0) return 0
-  const res = await db.updateTable('outbox').set({ published_at: null, stream_seq: null }).where('id', 'in', ids).executeTakeFirst()
+  const res = await db.updateTable('outbox').set({ published_at: null, stream_seq: null, claimed_until: null }).where('id', 'in', ids).executeTakeFirst()
   await sql`select pg_notify(${outboxChannel(schema)}, '')`.execute(db)
   return Number(res.numUpdatedRows)
 }

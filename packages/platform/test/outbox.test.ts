@@ -5,13 +5,14 @@ import { sql, type Migration } from 'kysely'
 import { jetstream, jetstreamManager, DeliverPolicy } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
 import pino from 'pino'
-import { createDb, createOutboxMigration, writeOutbox, OutboxRelay, ensureStreams, requeueOutbox } from '../src/index.ts'
+import { addOutboxLeaseMigration, createDb, createOutboxMigration, writeOutbox, OutboxRelay, ensureStreams, requeueOutbox } from '../src/index.ts'
 import { createTestDatabase, testNamespace, startPrivateNats, waitFor, TEST_NATS_URL } from '../src/testing/index.ts'
 import { namespaced } from '@chat-platform/contracts'
 
 const SCHEMA = 'outboxtest'
 const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
+  '0002_outbox_lease': addOutboxLeaseMigration,
   '0002_things': { async up (db) { await db.schema.createTable('things').addColumn('id', 'serial', (c) => c.primaryKey()).addColumn('name', 'text').execute() } }
 }
 const log = pino({ level: 'silent' })

@@ -1,9 +1,10 @@
 // Migrations of the `auth` schema, in order. Frozen in time: never edit one that has shipped, add a new one.
 import type { Migration } from 'kysely'
-import { createOutboxMigration } from '@chat-platform/platform'
+import { addOutboxLeaseMigration, createOutboxMigration } from '@chat-platform/platform'
 import { createUsersMigration } from './0002-users.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
-  '0002_users': createUsersMigration
+  '0002_users': createUsersMigration,
+  '0003_outbox_lease': addOutboxLeaseMigration
 }
