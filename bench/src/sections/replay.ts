@@ -26,14 +26,17 @@ export async function replaySection (ctx: BenchContext): Promise<void> {
   const m = /applied (\d+), already applied (\d+), rejected (\d+) \(read (\d+) events/.exec(full.stdout)
   if (!m) throw new Error(`unexpected billing:replay output: ${full.stdout}`)
   const [applied, already, rejected, read] = m.slice(1, 5).map(Number)
-  const work = Math.max(0.001, full.seconds - idle.seconds)
-  const perS = read / work
-  ctx.log(`replay: read ${read} (applied ${applied}, already applied ${already}, rejected ${rejected}) in ${full.seconds.toFixed(2)} s, of which ${idle.seconds.toFixed(2)} s start-up → ${Math.round(perS)}/s`)
+  // With few events the reading hides in start-up's noise (the idle run may take longer than the full one):
+  // then there is no rate to report, only the one including start-up.
+  const work = full.seconds - idle.seconds
+  const perS = work >= 0.2 ? read / work : null
+  if (perS === null) ctx.results.notes.push(`replay: reading ${read} events took less than start-up's noise (${full.seconds.toFixed(2)} s with start-up, ${idle.seconds.toFixed(2)} s without events); no rate without start-up.`)
+  ctx.log(`replay: read ${read} (applied ${applied}, already applied ${already}, rejected ${rejected}) in ${full.seconds.toFixed(2)} s, of which ${idle.seconds.toFixed(2)} s start-up → ${perS === null ? 'n/a' : Math.round(perS)}/s`)
   if (applied > 0) ctx.results.notes.push(`replay: ${applied} events were applied by the replay although billing had applied everything before it (should be 0).`)
   ctx.results.figures.push({
     key: 'replay_events_per_s',
     label: 'billing:replay over already-applied events (process start-up excluded)',
-    value: round(perS, 0),
+    value: perS === null ? null : round(perS, 0),
     unit: '/s',
     baseline: `${read} events in ${full.seconds.toFixed(2)} s wall, ${idle.seconds.toFixed(2)} s of it start-up; ${round(read / full.seconds, 0)}/s including start-up`
   })

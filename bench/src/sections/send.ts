@@ -51,13 +51,16 @@ export async function sendSection (ctx: BenchContext): Promise<void> {
     run.cpu_ms_per_exchange = Object.fromEntries(Object.entries(used).map(([k, v]) => [k, v === null || run.exchanges === 0 ? null : round(v / run.exchanges, 2)]))
     return run
   }
-  ctx.sim.reset({ latencyMs: 0 })
+  // A real provider counts the tokens on its own machines; the fake one reports fixed usage so that its
+  // tokenizing does not take CPU from the system under test (chat then stores provider usage, as in production).
+  const usage = { prompt_tokens: 120, completion_tokens: 40 }
+  ctx.sim.reset({ latencyMs: 0, usage })
   ctx.log('send: warm-up')
   await sendLoad(gw, ctx.users.slice(0, s.zeroUsers), s.warmupS, s.sessionLength)
   const zero = await measured(s.zeroUsers, s.zeroS)
   ctx.log(`send: zero-latency upstream, ${s.zeroUsers} users: ${fmt(zero)}`)
 
-  ctx.sim.reset({ latencyMs: s.slowLatencyMs })
+  ctx.sim.reset({ latencyMs: s.slowLatencyMs, usage })
   const slow = await measured(s.slowUsers, s.slowS)
   ctx.sim.reset()
   const ideal = s.slowUsers / (s.slowLatencyMs / 1000)

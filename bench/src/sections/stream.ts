@@ -18,7 +18,7 @@ export async function streamSection (ctx: BenchContext): Promise<void> {
   let firstChunk = 0
   const push = sim.requests.push
   sim.requests.push = function (...items) { arrived = performance.now(); return push.apply(this, items) }
-  sim.reset({ latencyMs: upstreamLatencyMs, chunkDelayMs: 0, words: 40, reply: undefined })
+  sim.reset({ latencyMs: upstreamLatencyMs, chunkDelayMs: 0, words: 40, reply: undefined, usage: { prompt_tokens: 120, completion_tokens: 60 } })
   const samples: Sample[] = []
   let failures = 0
   try {
