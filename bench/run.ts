@@ -61,6 +61,8 @@ async function main (): Promise<number> {
   const profDir = join(resultsDir, 'cpu-prof')
   if (profiled.length) mkdirSync(profDir, { recursive: true })
   const system = await startSystem(teardowns, {
+    // What production runs: the bundles of scripts/build.mjs under plain node, not the tsx loader.
+    runtime: 'dist',
     env: {
       OPENAI_BASE_URL: sim.url,
       OPENAI_API_KEY: 'bench-fake-key',

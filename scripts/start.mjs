@@ -1,19 +1,22 @@
-// `pnpm start`: runs gateway, auth, chat and billing together, prefixing their logs; SIGTERM stops all.
+// `pnpm start`: builds the four processes (scripts/build.mjs, under a second), then runs gateway, auth, chat and
+// billing together under plain node; SIGTERM stops all.
 import { spawn } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
+import { relative } from 'node:path'
+import { ROOT, TARGETS, build } from './build.mjs'
 
-const root = fileURLToPath(new URL('..', import.meta.url))
-const tsx = `${root}node_modules/.bin/tsx`
-const procs = [
-  ['auth', 'services/auth'],
-  ['billing', 'services/billing'],
-  ['chat', 'services/chat'],
-  ['gateway', 'gateway']
-]
+const procs = ['auth', 'billing', 'chat', 'gateway']
+try {
+  for (const r of await build(procs)) process.stderr.write(`[build] ${relative(ROOT, r.outfile)} ${(r.bytes / 1024).toFixed(0)} kB in ${r.ms.toFixed(0)} ms\n`)
+} catch (err) {
+  process.stderr.write(`[start] build failed: ${err.message}\n`)
+  process.exit(1)
+}
 
 let stopping = false
-const children = procs.map(([name, dir]) => {
-  const child = spawn(tsx, ['src/server.ts'], { cwd: `${root}${dir}`, stdio: ['ignore', 'inherit', 'inherit'], env: process.env })
+const children = procs.map((name) => {
+  const { dir, out } = TARGETS[name]
+  // The same command as each package's `start` script and the images' CMD.
+  const child = spawn(process.execPath, ['--enable-source-maps', out], { cwd: `${ROOT}${dir}`, stdio: ['ignore', 'inherit', 'inherit'], env: process.env })
   child.on('exit', (code, signal) => {
     if (!stopping) {
       process.stderr.write(`[start] ${name} exited (${signal ?? code}); stopping the others\n`)
@@ -23,13 +26,16 @@ const children = procs.map(([name, dir]) => {
   return child
 })
 
+// A child killed by a signal keeps exitCode null (signalCode is set instead).
+const running = (c) => c.exitCode === null && c.signalCode === null
+
 function stop (code = 0) {
   if (stopping) return
   stopping = true
-  let left = children.filter((c) => c.exitCode === null).length
+  let left = children.filter(running).length
   if (left === 0) process.exit(code)
   for (const c of children) {
-    if (c.exitCode !== null) continue
+    if (!running(c)) continue
     c.once('exit', () => { if (--left === 0) process.exit(code) })
     c.kill('SIGTERM')
   }

@@ -1,7 +1,8 @@
 // Starts the real system as separate processes (gateway, auth, chat, billing) on free ports, against a
 // fresh database, a unique NATS namespace and Redis prefix, for end-to-end tests and benchmarks.
-import { spawn, type ChildProcess } from 'node:child_process'
+import { execFile, spawn, type ChildProcess } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
+import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { freePort, testKeys, waitFor, TEST_NATS_URL, TEST_REDIS_URL, testNamespace, testRedisPrefix, dbUrl } from '@chat-platform/platform/testing'
@@ -10,6 +11,24 @@ export type ProcName = 'auth' | 'chat' | 'billing' | 'gateway'
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const DIRS: Record<ProcName, string> = { auth: 'services/auth', chat: 'services/chat', billing: 'services/billing', gateway: 'gateway' }
 const TSX = `${ROOT}node_modules/tsx/dist/loader.mjs`
+const BUILD = `${ROOT}scripts/build.mjs`
+
+/** How a process is run: its TypeScript through the tsx loader, or the bundle `scripts/build.mjs` writes to dist/ (what `pnpm start` and the images run). */
+export type Runtime = 'tsx' | 'dist'
+const COMMAND: Record<Runtime, string[]> = { tsx: ['--import', TSX, 'src/server.ts'], dist: ['--enable-source-maps', 'dist/server.mjs'] }
+
+let built: Promise<unknown> | undefined
+/**
+ * Builds the four bundles once per test process. Test files starting together each build too: the build writes a
+ * file only when its content changed, through a rename, so a process never starts from a half-written bundle.
+ */
+export function buildDist (): Promise<unknown> {
+  built ??= promisify(execFile)(process.execPath, [BUILD, '--quiet'], { cwd: ROOT }).catch((err) => {
+    built = undefined
+    throw new Error(`scripts/build.mjs failed: ${err.stderr || err.message}`)
+  })
+  return built
+}
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -33,6 +52,8 @@ export interface SystemOptions {
   replicas?: Partial<Record<ProcName, number>>
   /** How long a process may take to answer /healthz after it was spawned (default 60 s; many processes booting at once on few cores need more). */
   startTimeoutMs?: number
+  /** `tsx` (default: the TypeScript sources through the loader) or `dist` (`buildDist()` first, then plain node, as in production). */
+  runtime?: Runtime
 }
 
 /** `replica` is 1, 2, … for the extra replicas of a process (absent on the first one). */
@@ -95,7 +116,7 @@ export class System {
       u.port = String(via.port)
       Object.assign(env, { DATABASE_URL: u.toString() })
     }
-    const child = spawn(process.execPath, ['--import', TSX, 'src/server.ts'], { cwd: `${ROOT}${DIRS[p.name]}`, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, COMMAND[this.opts.runtime ?? 'tsx'], { cwd: `${ROOT}${DIRS[p.name]}`, env, stdio: ['ignore', 'pipe', 'pipe'] })
     p.child = child
     p.output = []
     const keep = (b: Buffer) => { p.output.push(b.toString()); if (p.output.length > 2000) p.output.shift() }
@@ -174,6 +195,7 @@ export async function startSystem (t: Teardown, opts: SystemOptions = {}): Promi
     SHUTDOWN_GRACE_MS: '15000',
     ...opts.env
   }
+  if (opts.runtime === 'dist') await buildDist()
   const system = new System(env, databaseUrl, opts)
   for (const n of names) system.procs.set(n, { name: n, port: ports[n], url: `http://127.0.0.1:${ports[n]}`, output: [] })
   for (const n of names) for (let i = 0; i < (opts.replicas?.[n] ?? 0); i++) await system.addReplica(n)

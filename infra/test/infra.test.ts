@@ -247,6 +247,10 @@ t.test('each image: non-root, health-checked, started like outside containers', 
     const start = JSON.parse(readRepo(APP_DIR[app], 'package.json')).scripts.start as string
     t.same(JSON.parse(lastOf(s, 'CMD') ?? 'null'), start.split(' '), `${app}: CMD is its \`start\` script (${start}), run without pnpm in between`)
   }
+  // `start` runs the bundle its `prestart` builds; in the image the build stage builds it, in the deployed tree.
+  const bundle = stage('build').instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args).find((a) => /node scripts\/build\.mjs --root \/out /.test(a))
+  t.ok(bundle, 'the build stage bundles the deployed packages in place')
+  for (const app of APPS) t.match(bundle ?? '', new RegExp(`\\b${app}\\b`), `${app}: its dist/ is built`)
   const billing = stage('billing').instructions
   t.ok(billing.some((i) => i.keyword === 'COPY' && i.args === '--from=build /out/ops /app/ops'), 'billing carries the ops commands')
   t.ok(billing.some((i) => i.keyword === 'COPY' && i.args === '--from=build /out/package.json /app/package.json'), 'with a package.json for `pnpm ops`')
@@ -254,10 +258,10 @@ t.test('each image: non-root, health-checked, started like outside containers', 
 
 t.test('.dockerignore keeps secrets and installs out, and what the build copies in', async (t) => {
   const ig = dockerignore({ ignorecase: false }).add(readRepo('.dockerignore'))
-  for (const p of ['node_modules/x/index.js', 'services/chat/node_modules/x/index.js', '.env', '.keys/jwt-ed25519.pem', '.git/HEAD', 'services/chat/test/a.test.ts']) {
+  for (const p of ['node_modules/x/index.js', 'services/chat/node_modules/x/index.js', 'gateway/dist/server.mjs', '.env', '.keys/jwt-ed25519.pem', '.git/HEAD', 'services/chat/test/a.test.ts']) {
     t.ok(ig.ignores(p), `${p} is not sent to the builder`)
   }
-  const needed = ['package.json', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', '.npmrc', 'infra/docker/healthcheck.mjs', 'ops/package.json', 'packages/platform/src/index.ts', 'packages/contracts/package.json']
+  const needed = ['package.json', 'pnpm-lock.yaml', 'pnpm-workspace.yaml', '.npmrc', 'infra/docker/healthcheck.mjs', 'scripts/build.mjs', 'ops/package.json', 'packages/platform/src/index.ts', 'packages/contracts/package.json']
   for (const app of APPS) needed.push(`${APP_DIR[app]}/package.json`, `${APP_DIR[app]}/src/server.ts`)
   for (const p of needed) t.notOk(ig.ignores(p), `${p} reaches the build`)
 })
