@@ -7,12 +7,14 @@ import { gatewayMetricsPlugin } from './plugins/gateway-metrics.ts'
 import docsRoutes from './routes/docs.ts'
 import publicRoutes from './routes/public.ts'
 import authenticatedRoutes from './routes/authenticated.ts'
+import { isProxied } from './routes/proxy.ts'
 
 export function buildApp (deps: GatewayDeps, config: GatewayConfig) {
   const app = createHttpApp({ service: 'gateway', logLevel: config.LOG_LEVEL, fastify: { trustProxy: parseTrustProxy(config.TRUST_PROXY) as never } })
   const { upstreams, redis } = deps
   app.register(healthPlugin, {
     service: 'gateway',
+    timedElsewhere: isProxied,
     checks: {
       redis: () => pingRedis(redis).catch(() => { throw new Error('unreachable') }),
       auth: () => upstreams.auth.ping(1_500),

@@ -15,16 +15,16 @@ declare module 'fastify' {
 export default async function authenticatedRoutes (app: FastifyInstance, opts: ZoneOptions) {
   app.decorateRequest('authFailure', null)
   // Verify first, refuse later: a flood of bad tokens is still rate limited (per IP), and never parsed or proxied.
-  app.addHook('onRequest', async (request, reply) => {
+  // Callback-style hooks: the check is synchronous (verified tokens are cached), so no promise per request.
+  app.addHook('onRequest', (request, _reply, done) => {
     try {
-      await app.authenticate(request, reply)
+      app.verifyBearer(request)
     } catch (err) {
       request.authFailure = err as Error
     }
+    done()
   })
-  app.addHook('preParsing', async (request) => {
-    if (request.authFailure) throw request.authFailure
-  })
+  app.addHook('preParsing', (request, _reply, payload, done) => { done(request.authFailure, payload) })
   const byUser = (request: FastifyRequest) => request.authFailure || !request.user ? clientIp(request) : `user:${request.user.id}`
   await registerRateLimit(app, { zone: 'api', redis: opts.redis, nameSpace: 'gw:rl:', keyGenerator: byUser, ...opts.rateLimit })
   for (const mount of AUTHENTICATED_MOUNTS) {

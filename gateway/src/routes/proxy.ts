@@ -27,6 +27,8 @@ function upstreamErrorKind (code: string | undefined): string {
 
 const kProxied = Symbol('gateway.proxied')
 type ProxiedRequest = FastifyRequest & { [kProxied]?: boolean }
+/** Whether the request went to a service (gateway_upstream_request_duration_seconds times it). */
+export const isProxied = (request: FastifyRequest) => (request as ProxiedRequest)[kProxied] === true
 
 export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMount, upstream: Upstream, timeouts: ProxyTimeouts }) {
   const { mount, upstream, timeouts } = opts
@@ -36,10 +38,16 @@ export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMoun
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
 
-  app.addHook('onResponse', async (request: ProxiedRequest, reply) => {
-    if (!request[kProxied]) return
-    const path = request.url.split('?')[0]
-    upstreamDuration.labels(upstream.name, routeLabel(request.method, path), request.method, String(reply.statusCode)).observe(reply.elapsedTime / 1000)
+  const children = new Map<string, ReturnType<typeof upstreamDuration.labels>>()
+  app.addHook('onResponse', (request: ProxiedRequest, reply, done) => {
+    if (!request[kProxied]) return done()
+    const route = routeLabel(request.method, request.url.split('?')[0])
+    const status = String(reply.statusCode)
+    const key = `${route} ${status}`
+    let child = children.get(key)
+    if (!child) children.set(key, child = upstreamDuration.labels(upstream.name, route, request.method, status))
+    child.observe(reply.elapsedTime / 1000)
+    done()
   })
 
   const rewriteRequestHeaders = (request: FastifyRequest, headers: Record<string, unknown>) => {

@@ -18,6 +18,8 @@ declare module 'fastify' {
   interface FastifyInstance {
     /** preHandler: rejects the request with 401 `unauthorized` unless it carries a valid token. */
     authenticate: (request: FastifyRequest, reply: FastifyReply) => Promise<void>
+    /** The same check, synchronous (for callback-style hooks): sets `request.user` or throws 401 `unauthorized`. */
+    verifyBearer: (request: FastifyRequest) => void
   }
 }
 
@@ -79,7 +81,7 @@ async function jwtPlugin (app: FastifyInstance, opts: JwtPluginOptions) {
     formatUser: toUser
   })
   const verify = createTokenVerifier(opts.publicKey, opts.issuer, opts.cacheSize)
-  app.decorate('authenticate', async (request: FastifyRequest) => {
+  const verifyBearer = (request: FastifyRequest) => {
     const header = request.headers.authorization
     if (!header || !BEARER.test(header)) throw unauthorized()
     try {
@@ -87,7 +89,9 @@ async function jwtPlugin (app: FastifyInstance, opts: JwtPluginOptions) {
     } catch {
       throw unauthorized('The bearer token is invalid or expired.')
     }
-  })
+  }
+  app.decorate('verifyBearer', verifyBearer)
+  app.decorate('authenticate', async (request: FastifyRequest) => { verifyBearer(request) })
 }
 
 export const jwtAuthPlugin = fp(jwtPlugin, { name: 'jwt-auth', fastify: '5.x' })

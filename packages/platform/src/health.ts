@@ -1,6 +1,6 @@
 // /healthz, /readyz and /metrics for every process, with an HTTP duration histogram per route.
 import fp from 'fastify-plugin'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Registry, Histogram, Counter, collectDefaultMetrics } from 'prom-client'
 
 export type ReadinessCheck = () => Promise<void>
@@ -11,7 +11,13 @@ declare module 'fastify' {
   }
 }
 
-export interface HealthOptions { service: string, checks: Record<string, ReadinessCheck>, timeoutMs?: number }
+export interface HealthOptions {
+  service: string
+  checks: Record<string, ReadinessCheck>
+  timeoutMs?: number
+  /** Requests another histogram already times (the gateway's proxied ones) are left out of http_request_duration_seconds. */
+  timedElsewhere?: (request: FastifyRequest) => boolean
+}
 
 const withTimeout = async (p: Promise<void>, ms: number) => {
   let t: NodeJS.Timeout | undefined
@@ -34,9 +40,18 @@ async function health (app: FastifyInstance, opts: HealthOptions) {
   const readyFailures = new Counter({ name: 'readiness_failures_total', help: 'Failed readiness checks', labelNames: ['check'], registers: [registry] })
   app.decorate('metrics', registry)
 
-  app.addHook('onResponse', async (request, reply) => {
+  // Label sets repeat: their children are kept instead of being looked up by prom-client on every request.
+  const children = new Map<string, ReturnType<typeof duration.labels>>()
+  const { timedElsewhere } = opts
+  app.addHook('onResponse', (request, reply, done) => {
+    if (timedElsewhere?.(request)) return done()
     const route = request.routeOptions.url ?? 'unmatched'
-    duration.labels(route, request.method, String(reply.statusCode)).observe(reply.elapsedTime / 1000)
+    const status = String(reply.statusCode)
+    const key = `${route} ${request.method} ${status}`
+    let child = children.get(key)
+    if (!child) children.set(key, child = duration.labels(route, request.method, status))
+    child.observe(reply.elapsedTime / 1000)
+    done()
   })
 
   const Status = { type: 'object', properties: { status: { type: 'string' }, checks: { type: 'object', additionalProperties: { type: 'string' } } } }

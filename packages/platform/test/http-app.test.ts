@@ -72,3 +72,29 @@ t.test('a client sending an oversized body over a real socket reads the 413, not
     t.equal((await res.json()).code, 'payload_too_large')
   }
 })
+
+t.test('request logs: written with the request id and redaction at enabled levels, nothing below; child loggers work', async (t) => {
+  const lines: any[] = []
+  const stream = { write: (line: string) => { lines.push(JSON.parse(line)) } }
+  const app = createHttpApp({ service: 'test', logLevel: 'info', fastify: { logger: { level: 'info', stream, redact: ['password'] }, disableRequestLogging: true } })
+  app.get('/log', async (request) => {
+    request.log.debug('not written')
+    request.log.info({ password: 'hunter2' }, 'written')
+    request.log.child({ step: 'inner' }).warn('from a child')
+    return { enabled: (request.log as unknown as { isLevelEnabled: (l: string) => boolean }).isLevelEnabled('debug'), level: request.log.level }
+  })
+  app.get('/quiet', { logLevel: 'error' }, async (request) => {
+    request.log.warn('below the route level')
+    request.log.error('at the route level')
+    return {}
+  })
+  t.teardown(() => app.close())
+  const res = await app.inject({ method: 'GET', url: '/log', headers: { 'x-request-id': 'req-log-1' } })
+  t.same(res.json(), { enabled: false, level: 'info' })
+  t.same(lines.map((l) => l.msg), ['written', 'from a child'])
+  t.match(lines[0], { reqId: 'req-log-1', password: '[Redacted]', level: 30 })
+  t.match(lines[1], { reqId: 'req-log-1', step: 'inner', level: 40 })
+  lines.length = 0
+  await app.inject({ method: 'GET', url: '/quiet' })
+  t.same(lines.map((l) => l.msg), ['at the route level'])
+})
