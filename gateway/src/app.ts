@@ -12,6 +12,7 @@ import { isProxied } from './routes/proxy.ts'
 export function buildApp (deps: GatewayDeps, config: GatewayConfig) {
   const app = createHttpApp({ service: 'gateway', logLevel: config.LOG_LEVEL, fastify: { trustProxy: parseTrustProxy(config.TRUST_PROXY) as never } })
   const { upstreams, redis } = deps
+  app.decorateRequest('proxiedTo', null)
   app.register(healthPlugin, {
     service: 'gateway',
     timedElsewhere: isProxied,

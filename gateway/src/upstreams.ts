@@ -93,7 +93,6 @@ const abortOnClientClose: Dispatcher.DispatcherComposeInterceptor = (dispatch) =
   const headers = opts.headers as Record<string | symbol, unknown> | undefined
   const res = headers?.[kClientResponse] as ServerResponse | undefined
   if (!res) return dispatch(opts, handler)
-  const { [kClientResponse]: _res, ...clean } = headers as Record<string | symbol, unknown>
   let controller: Dispatcher.DispatchController | undefined
   let gone = false
   const onClose = () => {
@@ -104,7 +103,8 @@ const abortOnClientClose: Dispatcher.DispatcherComposeInterceptor = (dispatch) =
   const cleanup = () => res.off('close', onClose)
   res.on('close', onClose)
   if (res.destroyed) gone = true
-  return dispatch({ ...opts, headers: clean as Dispatcher.DispatchOptions['headers'] }, {
+  // The symbol stays on the headers object: undici serializes string keys only.
+  return dispatch(opts, {
     onRequestStart: (c, ctx) => {
       controller = c
       handler.onRequestStart?.(c, ctx)

@@ -1,4 +1,5 @@
 // One proxied mount (@fastify/http-proxy over the upstream's shared Agent): headers rewritten, failures mapped to 503 problem+json.
+import type { ServerResponse } from 'node:http'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import httpProxy from '@fastify/http-proxy'
 import { BODY_LIMIT, sendProblem } from '@chat-platform/platform'
@@ -25,10 +26,15 @@ function upstreamErrorKind (code: string | undefined): string {
   }
 }
 
-const kProxied = Symbol('gateway.proxied')
-type ProxiedRequest = FastifyRequest & { [kProxied]?: boolean }
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** The client's response once the request is proxied (decorated at the root in app.ts, so requests keep one shape). */
+    proxiedTo: ServerResponse | null
+  }
+}
+
 /** Whether the request went to a service (gateway_upstream_request_duration_seconds times it). */
-export const isProxied = (request: FastifyRequest) => (request as ProxiedRequest)[kProxied] === true
+export const isProxied = (request: FastifyRequest) => request.proxiedTo != null
 
 export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMount, upstream: Upstream, timeouts: ProxyTimeouts }) {
   const { mount, upstream, timeouts } = opts
@@ -39,8 +45,8 @@ export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMoun
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
 
   const children = new Map<string, ReturnType<typeof upstreamDuration.labels>>()
-  app.addHook('onResponse', (request: ProxiedRequest, reply, done) => {
-    if (!request[kProxied]) return done()
+  app.addHook('onResponse', (request, reply, done) => {
+    if (request.proxiedTo == null) return done()
     const route = routeLabel(request.method, request.url.split('?')[0])
     const status = String(reply.statusCode)
     const key = `${route} ${status}`
@@ -63,6 +69,8 @@ export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMoun
     out['x-forwarded-for'] = request.ip
     out['x-forwarded-proto'] = request.protocol
     out['x-forwarded-host'] = request.host
+    // Read (and stripped) by the upstream's abortOnClientClose interceptor; undici sends string keys only.
+    out[kClientResponse as unknown as string] = request.proxiedTo
     return out
   }
 
@@ -94,6 +102,19 @@ export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMoun
     return RETRYABLE.has(code ?? '') ? 1 : null
   }
 
+  let seen: object | undefined
+  let built: Record<'llm' | 'other', Record<string, unknown>>
+  const withTimeout = (options: object, llm: boolean) => {
+    if (options !== seen) {
+      seen = options
+      built = {
+        llm: { ...options, timeout: timeouts.llmMs, rewriteRequestHeaders },
+        other: { ...options, timeout: timeouts.defaultMs, rewriteRequestHeaders }
+      }
+    }
+    return llm ? built.llm : built.other
+  }
+
   await app.register(httpProxy, {
     upstream: upstream.origin,
     prefix: mount.prefix,
@@ -105,19 +126,11 @@ export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMoun
     disableRequestLogging: true,
     replyOptions: { rewriteHeaders: rewriteHeaders as never, onError: onError as never, retryDelay: retryDelay as never },
     handler: (request, reply, dest, options) => {
-      (request as ProxiedRequest)[kProxied] = true
-      const path = request.url.split('?')[0]
-      const timeout = isLlmRoute(request.method, path) ? timeouts.llmMs : timeouts.defaultMs
-      const fromOptions: Record<string, unknown> = {
-        ...options,
-        timeout,
-        rewriteRequestHeaders: (req: FastifyRequest, headers: Record<string, unknown>) => ({ ...rewriteRequestHeaders(req, headers), [kClientResponse]: reply.raw })
-      }
-      if (Buffer.isBuffer(request.body)) {
-        fromOptions.body = request.body
-        fromOptions.contentType = request.headers['content-type'] ?? 'application/octet-stream'
-      }
-      return reply.from(dest, fromOptions as never)
+      request.proxiedTo = reply.raw
+      // The options differ only by timeout (and by body): built once per kind, not on every request.
+      const base = withTimeout(options, request.method === 'POST' && isLlmRoute(request.method, request.url.split('?')[0]))
+      if (!Buffer.isBuffer(request.body)) return reply.from(dest, base as never)
+      return reply.from(dest, { ...base, body: request.body, contentType: request.headers['content-type'] ?? 'application/octet-stream' } as never)
     }
   })
 }

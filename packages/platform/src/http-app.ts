@@ -54,10 +54,13 @@ class LazyChildLogger {
 
   get level (): string { return this.#real?.level ?? this.#opts.level ?? this.#parent.level }
   set level (value: string) { this.#get().level = value }
+  #threshold: number | undefined
   isLevelEnabled (level: string): boolean {
     if (this.#real) return this.#real.isLevelEnabled(level)
     const { values } = this.#parent.levels
-    return values[level] >= values[this.level]
+    // The parent's level is read once per request (pino's getter is not free).
+    this.#threshold ??= values[this.#opts.level ?? this.#parent.level]
+    return values[level] >= this.#threshold
   }
 
   bindings (): object { return this.#get().bindings() }
