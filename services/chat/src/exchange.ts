@@ -50,15 +50,17 @@ export async function runExchange (ctx: ExchangeContext, input: ExchangeInput): 
   log.debug({ history_used: prompt.historyUsed, prompt_tokens: prompt.tokens }, 'prompt built')
   // The user's message is stored while the model is already asked, so its commit is not on the first byte's
   // path; if it cannot be stored, the call is stopped and nothing is charged.
-  const stored = insertUserMessage(db, { session_id: input.sessionId, user_id: input.userId, role: 'user', content: input.content, content_tokens: prompt.contentTokens, status: 'pending', error_code: null })
+  // The call is started first (its request leaves before the insert's), then the insert.
   const notStored = new AbortController()
+  const call = input.stream
+    ? ctx.llm.stream(prompt.messages, input.stream.onDelta, AbortSignal.any([input.stream.signal, notStored.signal]))
+    : ctx.llm.complete(prompt.messages, notStored.signal)
+  const stored = insertUserMessage(db, { session_id: input.sessionId, user_id: input.userId, role: 'user', content: input.content, content_tokens: prompt.contentTokens, status: 'pending', error_code: null })
   stored.catch(() => notStored.abort())
   let outcome: LlmOutcome | undefined
   let callError: unknown
   try {
-    outcome = input.stream
-      ? await ctx.llm.stream(prompt.messages, input.stream.onDelta, AbortSignal.any([input.stream.signal, notStored.signal]))
-      : await ctx.llm.complete(prompt.messages, notStored.signal)
+    outcome = await call
   } catch (err) {
     callError = err
   }

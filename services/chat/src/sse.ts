@@ -21,6 +21,7 @@ export function openSse (reply: FastifyReply, heartbeatMs: number): SseStream {
     'x-accel-buffering': 'no',
     'x-request-id': String(reply.request.id)
   })
+  // Sent at once, so the gateway has set up the response before the first event arrives.
   res.flushHeaders()
   let closed = false
   const listeners: (() => void)[] = []
@@ -33,9 +34,17 @@ export function openSse (reply: FastifyReply, heartbeatMs: number): SseStream {
   // A comment line keeps idle proxies from timing the stream out while the model thinks.
   const heartbeat = setInterval(() => { if (!closed) res.write(': ping\n\n') }, heartbeatMs)
   heartbeat.unref()
+  // Events written in one turn of the event loop (a burst of chunks the model sent together) leave in one write.
+  let corked = false
+  const uncork = () => { corked = false; res.uncork() }
   return {
     send (event, data) {
       if (closed || res.writableEnded) return
+      if (!corked) {
+        corked = true
+        res.cork()
+        setImmediate(uncork)
+      }
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
     },
     get closed () { return closed },
