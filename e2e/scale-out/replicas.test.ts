@@ -348,7 +348,10 @@ t.test('two gateways share one rate limit through Redis', async (t) => {
     results.push({ status: res.status, remaining: res.headers.get('ratelimit-remaining'), retryAfter: res.headers.get('retry-after'), code: body.code })
   }
   t.same(results.map((r) => r.status), [...Array(RATE_LIMIT).fill(200), ...Array(6).fill(429)], `${RATE_LIMIT} requests pass across both gateways, then 429 from either`)
-  t.same(results.slice(0, RATE_LIMIT).map((r) => r.remaining), Array.from({ length: RATE_LIMIT }, (_, i) => String(RATE_LIMIT - 1 - i)), 'one counter: remaining goes down by one per request, whichever gateway answers')
+  // Below half the limit each gateway counts locally and syncs every RATE_LIMIT_SYNC_MS, so RateLimit-Remaining
+  // may say more is left than there is (never less); the 429s above are exact all the same.
+  const remaining = results.slice(0, RATE_LIMIT).map((r) => Number(r.remaining))
+  t.ok(remaining.every((left, i) => Number.isInteger(left) && left >= RATE_LIMIT - 1 - i && left < RATE_LIMIT), `remaining is never below what is truly left: ${remaining.join(',')}`)
   t.ok(results.slice(RATE_LIMIT).every((r) => r.code === 'rate_limited' && Number(r.retryAfter) > 0), '429s are rate_limited problems with Retry-After')
 
   const other = signTestToken(700_002)

@@ -83,6 +83,16 @@ t.test('request logs: written with the request id and redaction at enabled level
     request.log.child({ step: 'inner' }).warn('from a child')
     return { enabled: (request.log as unknown as { isLevelEnabled: (l: string) => boolean }).isLevelEnabled('debug'), level: request.log.level }
   })
+  app.get('/levels', async (request) => {
+    const log = request.log as unknown as Record<string, (...a: unknown[]) => unknown> & { level: string, bindings: () => object }
+    log.trace('no trace')
+    log.silent('never')
+    log.fatal('a fatal line')
+    const bindings = log.bindings()
+    log.level = 'trace'
+    log.trace('now traced')
+    return { bindings, level: log.level }
+  })
   app.get('/quiet', { logLevel: 'error' }, async (request) => {
     request.log.warn('below the route level')
     request.log.error('at the route level')
@@ -94,6 +104,10 @@ t.test('request logs: written with the request id and redaction at enabled level
   t.same(lines.map((l) => l.msg), ['written', 'from a child'])
   t.match(lines[0], { reqId: 'req-log-1', password: '[Redacted]', level: 30 })
   t.match(lines[1], { reqId: 'req-log-1', step: 'inner', level: 40 })
+  lines.length = 0
+  const levels = await app.inject({ method: 'GET', url: '/levels', headers: { 'x-request-id': 'req-log-2' } })
+  t.match(levels.json(), { bindings: { reqId: 'req-log-2' }, level: 'trace' })
+  t.same(lines.map((l) => l.msg), ['a fatal line', 'now traced'], 'levels can be changed per request')
   lines.length = 0
   await app.inject({ method: 'GET', url: '/quiet' })
   t.same(lines.map((l) => l.msg), ['at the route level'])

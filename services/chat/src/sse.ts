@@ -34,18 +34,21 @@ export function openSse (reply: FastifyReply, heartbeatMs: number): SseStream {
   // A comment line keeps idle proxies from timing the stream out while the model thinks.
   const heartbeat = setInterval(() => { if (!closed) res.write(': ping\n\n') }, heartbeatMs)
   heartbeat.unref()
-  // Events written in one turn of the event loop (a burst of chunks the model sent together) leave in one write.
+  // The first event leaves at once (time to first byte); later events written in one turn of the event loop
+  // (a burst of chunks the model sent together) leave in one write.
+  let sent = false
   let corked = false
   const uncork = () => { corked = false; res.uncork() }
   return {
     send (event, data) {
       if (closed || res.writableEnded) return
-      if (!corked) {
+      if (sent && !corked) {
         corked = true
         res.cork()
         setImmediate(uncork)
       }
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
+      sent = true
     },
     get closed () { return closed },
     onClose (fn) { if (closed) fn(); else listeners.push(fn) },
