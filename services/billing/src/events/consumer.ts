@@ -27,6 +27,8 @@ export interface ConsumerOptions<S extends TSchema> {
   onCommitted?: (balances: Balances) => Promise<void>
   ackWaitMs: number
   batchSize: number
+  /** A short batch waits this long for more events before it is applied (default 0). */
+  lingerMs?: number
   retryDelayMs: number
   /** Test seam: runs after the commit and before the acks (a crash here must not double-apply). */
   beforeAck?: (msgs: JsMsg[]) => Promise<void>
@@ -45,6 +47,7 @@ export class EventConsumer<S extends TSchema> {
   private messages?: ConsumerMessages
   private queue: JsMsg[] = []
   private wake?: () => void
+  private filled?: () => void
   private stopped = true
   private pulling?: Promise<void>
   private working?: Promise<void>
@@ -101,6 +104,7 @@ export class EventConsumer<S extends TSchema> {
         for await (const m of messages) {
           this.queue.push(m)
           this.wake?.()
+          if (this.queue.length >= this.opts.batchSize) this.filled?.()
         }
       } catch (err) {
         if (this.stopped) break
@@ -116,6 +120,16 @@ export class EventConsumer<S extends TSchema> {
         await new Promise<void>((resolve) => { this.wake = resolve })
         this.wake = undefined
         continue
+      }
+      const linger = this.opts.lingerMs ?? 0
+      if (linger > 0 && this.queue.length < this.opts.batchSize) {
+        // Events that arrive close together go in one transaction; a full batch or stop() ends the wait early.
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(done, linger)
+          function done () { clearTimeout(timer); resolve() }
+          this.filled = done
+        })
+        this.filled = undefined
       }
       const batch = this.queue.splice(0, this.opts.batchSize)
       try {
@@ -167,6 +181,9 @@ export class EventConsumer<S extends TSchema> {
   private async afterCommit (decoded: Decoded<Static<S>>[], result: ApplyResult): Promise<void> {
     await this.opts.onCommitted?.(result.balances)
     await this.opts.beforeAck?.(decoded.map((d) => d.msg))
+    // A batch may hold the same event twice (redelivered, or published again under another msg id): it was
+    // applied once, so only its first copy counts as applied.
+    const counted = new Set<string>()
     for (const d of decoded) {
       if (d.event === undefined) {
         this.stats.deadLettered++
@@ -175,8 +192,13 @@ export class EventConsumer<S extends TSchema> {
         this.reply(() => d.msg.term())
         continue
       }
-      if (result.outcomes.get((d.event as { event_id: string }).event_id) === 'applied') this.stats.applied++
-      else this.stats.duplicates++
+      const id = (d.event as { event_id: string }).event_id
+      if (result.outcomes.get(id) === 'applied' && !counted.has(id)) {
+        counted.add(id)
+        this.stats.applied++
+      } else {
+        this.stats.duplicates++
+      }
       this.reply(() => d.msg.ack())
     }
   }
@@ -207,6 +229,7 @@ export class EventConsumer<S extends TSchema> {
     this.stopped = true
     await this.messages?.close().catch(() => {})
     this.wake?.()
+    this.filled?.()
     await this.working
     await this.pulling
     for (const m of this.queue.splice(0)) this.reply(() => m.nak())

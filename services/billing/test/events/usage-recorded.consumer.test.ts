@@ -208,3 +208,15 @@ t.test('stop() finishes the batch in hand; a restarted consumer resumes where th
   t.equal(again.deps.consumers.usage.stats.duplicates, 0, 'the first was not redelivered')
   t.equal((await usageRows(deps)).length, 2)
 })
+
+t.test('events arriving close together share a transaction (BILLING_BATCH_LINGER_MS), each applied once', async (t) => {
+  const env = await testEnv(t, { BILLING_BATCH_LINGER_MS: '200' })
+  const { deps } = await testDeps(t, env)
+  await deps.start()
+  const pub = publisher(deps, env.EVENTS_NAMESPACE)
+  const events = Array.from({ length: 20 }, (_, i) => usageEvent(40 + (i % 4), { prompt_tokens: 10, completion_tokens: 0 }))
+  for (const ev of events) await pub.usage(ev)
+  await waitFor(() => deps.consumers.usage.stats.applied === 20, { what: '20 events applied' })
+  t.ok(deps.consumers.usage.stats.batches <= 5, `20 events in ${deps.consumers.usage.stats.batches} transactions`)
+  for (let u = 40; u < 44; u++) t.equal((await ledgerOf(deps, u)).at(-1)!.balance_after, 1000 - 5 * 10, `user ${u}: five charges`)
+})
