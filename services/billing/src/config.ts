@@ -20,8 +20,8 @@ export const BillingEnvSchema = Type.Object({
   BILLING_ACK_WAIT_MS: Type.Integer({ default: 30_000, minimum: 100 }),
   /** Most events applied in one Postgres transaction. */
   BILLING_BATCH_SIZE: Type.Integer({ default: 100, minimum: 1, maximum: 1000 }),
-  /** A batch smaller than BILLING_BATCH_SIZE waits at most this long for more events (fewer, larger transactions; 0: at once). */
-  BILLING_BATCH_LINGER_MS: Type.Integer({ default: 5, minimum: 0, maximum: 1000 }),
+  /** After a short batch, the next one waits at most this long for more events (fewer, larger transactions; 0: at once). */
+  BILLING_BATCH_LINGER_MS: Type.Integer({ default: 0, minimum: 0, maximum: 1000 }),
   /** Redelivery delay after a transient failure (database away). */
   BILLING_RETRY_DELAY_MS: Type.Integer({ default: 2_000, minimum: 0 }),
   /** Idempotency keys are kept at least this long. */

@@ -48,6 +48,7 @@ export class EventConsumer<S extends TSchema> {
   private queue: JsMsg[] = []
   private wake?: () => void
   private filled?: () => void
+  private lastBatch = 0
   private stopped = true
   private pulling?: Promise<void>
   private working?: Promise<void>
@@ -122,8 +123,9 @@ export class EventConsumer<S extends TSchema> {
         continue
       }
       const linger = this.opts.lingerMs ?? 0
-      if (linger > 0 && this.queue.length < this.opts.batchSize) {
-        // Events that arrive close together go in one transaction; a full batch or stop() ends the wait early.
+      if (linger > 0 && this.queue.length < this.opts.batchSize && this.lastBatch < this.opts.batchSize / 2) {
+        // A trickle (the last batch was short): events arriving close together go in one transaction. A backlog
+        // never waits (its batches are full); a full batch or stop() ends the wait early.
         await new Promise<void>((resolve) => {
           const timer = setTimeout(done, linger)
           function done () { clearTimeout(timer); resolve() }
@@ -132,6 +134,7 @@ export class EventConsumer<S extends TSchema> {
         this.filled = undefined
       }
       const batch = this.queue.splice(0, this.opts.batchSize)
+      this.lastBatch = batch.length
       try {
         await this.processBatch(batch)
       } catch (err) {
