@@ -108,7 +108,10 @@ export class System {
   async startProc (p: Proc): Promise<void> {
     if (p.child && !exited(p.child)) return
     const name = p.replica ? `${p.name}#${p.replica}` : p.name
-    const env = { ...process.env, ...this.env, ...this.opts.procEnv?.[p.name], PORT: String(p.port) }
+    const env: NodeJS.ProcessEnv = { ...process.env, ...this.env, ...this.opts.procEnv?.[p.name], PORT: String(p.port) }
+    // Coverage is measured on the sources (the tsx runs). A bundle's coverage maps back onto them with other
+    // function boundaries, which the report would count as extra functions never called.
+    if (this.opts.runtime === 'dist') delete env.NODE_V8_COVERAGE
     const via = this.opts.databaseVia?.[p.name]
     if (via) {
       const u = new URL(this.env.DATABASE_URL)
