@@ -6,8 +6,9 @@ import { spawn } from 'node:child_process'
 const tap = new URL('../node_modules/.bin/tap', import.meta.url).pathname
 
 const child = spawn(tap, ['--reporter=tap', ...process.argv.slice(2)], { stdio: ['ignore', 'pipe', 'inherit'], env: { ...process.env, FORCE_COLOR: '0' } })
-// Functions at 88: tap's merged report of a full run leaves out some test processes' coverage (chat's route and
-// simulator functions that their own test files reach count as uncalled), which pulls functions just under 90.
+// Functions at 88: tap's merged report of a full run sometimes leaves out some test processes' coverage (chat's
+// route and simulator functions that their own test files reach then count as uncalled): 92.7 % in one run of a
+// commit, 90.0 % in another.
 const THRESHOLDS = { Statements: 90, Branches: 80, Functions: 88, Lines: 90 }
 const coverage = {}
 let summary = null
