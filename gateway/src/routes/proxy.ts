@@ -44,15 +44,8 @@ export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMoun
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
 
-  const children = new Map<string, ReturnType<typeof upstreamDuration.labels>>()
   app.addHook('onResponse', (request, reply, done) => {
-    if (request.proxiedTo == null) return done()
-    const route = routeLabel(request.method, request.url.split('?')[0])
-    const status = String(reply.statusCode)
-    const key = `${route} ${status}`
-    let child = children.get(key)
-    if (!child) children.set(key, child = upstreamDuration.labels(upstream.name, route, request.method, status))
-    child.observe(reply.elapsedTime / 1000)
+    if (isProxied(request)) upstreamDuration.labels(upstream.name, routeLabel(request.method, request.url.split('?')[0]), request.method, String(reply.statusCode)).observe(reply.elapsedTime / 1000)
     done()
   })
 
@@ -69,7 +62,7 @@ export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMoun
     out['x-forwarded-for'] = request.ip
     out['x-forwarded-proto'] = request.protocol
     out['x-forwarded-host'] = request.host
-    // Read (and stripped) by the upstream's abortOnClientClose interceptor; undici sends string keys only.
+    // Read by the upstream's abortOnClientClose interceptor; undici sends string keys only, so it never leaves.
     out[kClientResponse as unknown as string] = request.proxiedTo
     return out
   }

@@ -62,8 +62,6 @@ export const JwtVerifyEnv = {
 }
 export const OutboxEnv = {
   OUTBOX_POLL_MS: Type.Integer({ default: 1000, minimum: 10 }),
-  /** After a commit's wake-up the relay waits this long, so events committed close together go in one batch (0: at once). */
-  OUTBOX_COALESCE_MS: Type.Integer({ default: 0, minimum: 0, maximum: 1000 }),
   OUTBOX_RETENTION_DAYS: Type.Integer({ default: 90, minimum: 1 })
 }
 export const ServiceUrlsEnv = {

@@ -40,17 +40,9 @@ async function health (app: FastifyInstance, opts: HealthOptions) {
   const readyFailures = new Counter({ name: 'readiness_failures_total', help: 'Failed readiness checks', labelNames: ['check'], registers: [registry] })
   app.decorate('metrics', registry)
 
-  // Label sets repeat: their children are kept instead of being looked up by prom-client on every request.
-  const children = new Map<string, ReturnType<typeof duration.labels>>()
   const { timedElsewhere } = opts
   app.addHook('onResponse', (request, reply, done) => {
-    if (timedElsewhere?.(request)) return done()
-    const route = request.routeOptions.url ?? 'unmatched'
-    const status = String(reply.statusCode)
-    const key = `${route} ${request.method} ${status}`
-    let child = children.get(key)
-    if (!child) children.set(key, child = duration.labels(route, request.method, status))
-    child.observe(reply.elapsedTime / 1000)
+    if (!timedElsewhere?.(request)) duration.labels(request.routeOptions.url ?? 'unmatched', request.method, String(reply.statusCode)).observe(reply.elapsedTime / 1000)
     done()
   })
 

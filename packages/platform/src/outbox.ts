@@ -75,8 +75,6 @@ export interface RelayOptions {
   js: JetStreamClient
   log: Logger
   pollMs?: number
-  /** A wake-up (NOTIFY) runs the pass this much later, so commits close together share one batch (default 0). */
-  coalesceMs?: number
   batchSize?: number
   publishTimeoutMs?: number
   retentionDays?: number
@@ -119,7 +117,7 @@ export class OutboxRelay {
       this.listener = undefined
       setTimeout(() => { if (!this.stopped) this.listen().catch(() => {}) }, 1000).unref()
     })
-    client.on('notification', () => this.kickSoon())
+    client.on('notification', () => this.kick())
     try {
       await client.connect()
       await client.query(`listen "${outboxChannel(this.opts.schema)}"`)
@@ -128,14 +126,6 @@ export class OutboxRelay {
       this.opts.log.warn({ err: (err as Error).message }, 'outbox listener could not connect; polling')
       await client.end().catch(() => {})
     }
-  }
-
-  private soon?: NodeJS.Timeout
-  /** `kick` after `coalesceMs`: the notifications arriving meanwhile are served by that one pass. */
-  private kickSoon (): void {
-    const ms = this.opts.coalesceMs ?? 0
-    if (ms <= 0) return this.kick()
-    this.soon ??= setTimeout(() => { this.soon = undefined; this.kick() }, ms)
   }
 
   /** Runs the relay loop now (or once more after the current pass). */
@@ -212,7 +202,6 @@ export class OutboxRelay {
   async stop (): Promise<void> {
     this.stopped = true
     if (this.timer) clearInterval(this.timer)
-    clearTimeout(this.soon)
     await this.running
     await this.listener?.end().catch(() => {})
     this.listener = undefined

@@ -24,7 +24,7 @@ export async function createDeps (config: AuthConfig, log: Logger): Promise<Auth
   const ns = namespaced(config.EVENTS_NAMESPACE)
   await ensureStreams(nc, [ns.streams.AUTH_EVENTS], { maxAgeDays: config.STREAM_MAX_AGE_DAYS, replicas: config.STREAM_REPLICAS })
   const redis = createRedis({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, log, name: 'auth' })
-  const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, coalesceMs: config.OUTBOX_COALESCE_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
+  const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
   return { db, nc, redis, relay }
 }
 

@@ -52,7 +52,7 @@ export async function createDeps (config: ChatConfig, log: Logger): Promise<Chat
   const ns = namespaced(config.EVENTS_NAMESPACE)
   await ensureStreams(nc, [ns.streams.CHAT_USAGE], { maxAgeDays: config.STREAM_MAX_AGE_DAYS, replicas: config.STREAM_REPLICAS })
   const redis = createRedis({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, log, name: 'chat' })
-  const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, coalesceMs: config.OUTBOX_COALESCE_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
+  const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
   const tokenizer = await createTokenizer(config.CHAT_MODEL)
   const { llm, simulator } = await createLlm(config, log)
   return { db, nc, redis, relay, llm, tokenizer, simulator }
