@@ -9,7 +9,7 @@ import pg from 'pg'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
 import { namespaced, Subjects, type UsageRecorded } from '@chat-platform/contracts'
-import { signTestToken, waitFor } from '@chat-platform/platform/testing'
+import { signTestToken, waitFor, withoutCoverage } from '@chat-platform/platform/testing'
 import { migrations as authMigrations } from '@chat-platform/auth/db/migrations/index.ts'
 import { migrations as chatMigrations } from '@chat-platform/chat/db/migrations/index.ts'
 import { migrations as billingMigrations } from '@chat-platform/billing/db/migrations/index.ts'
@@ -45,7 +45,7 @@ let subject: string
 /** Runs a command to completion (bounded), with the system's environment. */
 function run (cmd: string, args: string[], env: Record<string, string>, timeoutMs = 120_000): Promise<{ code: number | null, stdout: string, stderr: string }> {
   return new Promise((resolve, reject) => {
-    const child = spawn(cmd, args, { cwd: ROOT, env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(cmd, args, { cwd: ROOT, env: withoutCoverage({ ...process.env, ...env }), stdio: ['ignore', 'pipe', 'pipe'] })
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (b) => { stdout += b })

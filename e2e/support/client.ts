@@ -4,7 +4,7 @@ import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
 import type { Test } from 'tap'
-import { waitFor } from '@chat-platform/platform/testing'
+import { waitFor, withoutCoverage } from '@chat-platform/platform/testing'
 import type { System } from './system.ts'
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
@@ -157,7 +157,7 @@ export async function assertExactBalance (t: Assert, system: System, user: User,
 
 /** `pnpm ops billing:audit` against the system's database; returns its exit code and output. */
 export async function runAudit (system: System): Promise<{ code: number | null, output: string }> {
-  const child = spawn('pnpm', ['--silent', 'ops', 'billing:audit'], { cwd: ROOT, env: { ...process.env, ...system.env }, stdio: ['ignore', 'pipe', 'pipe'] })
+  const child = spawn('pnpm', ['--silent', 'ops', 'billing:audit'], { cwd: ROOT, env: withoutCoverage({ ...process.env, ...system.env }), stdio: ['ignore', 'pipe', 'pipe'] })
   let output = ''
   child.stdout.on('data', (b) => { output += b })
   child.stderr.on('data', (b) => { output += b })

@@ -5,17 +5,20 @@ import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
-import { freePort, testKeys, waitFor, TEST_NATS_URL, TEST_REDIS_URL, testNamespace, testRedisPrefix, dbUrl } from '@chat-platform/platform/testing'
+import { freePort, testKeys, waitFor, TEST_NATS_URL, TEST_REDIS_URL, testNamespace, testRedisPrefix, dbUrl, typescriptArgs, withoutCoverage } from '@chat-platform/platform/testing'
 
 export type ProcName = 'auth' | 'chat' | 'billing' | 'gateway'
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const DIRS: Record<ProcName, string> = { auth: 'services/auth', chat: 'services/chat', billing: 'services/billing', gateway: 'gateway' }
-const TSX = `${ROOT}node_modules/tsx/dist/loader.mjs`
 const BUILD = `${ROOT}scripts/build.mjs`
 
-/** How a process is run: its TypeScript through the tsx loader, or the bundle `scripts/build.mjs` writes to dist/ (what `pnpm start` and the images run). */
+/**
+ * How a process is run: its TypeScript through a loader (tsx; under tap, tap's own, so that its coverage counts:
+ * see platform's testing/coverage.ts), or the bundle `scripts/build.mjs` writes to dist/ (what `pnpm start` and the
+ * images run; no coverage).
+ */
 export type Runtime = 'tsx' | 'dist'
-const COMMAND: Record<Runtime, string[]> = { tsx: ['--import', TSX, 'src/server.ts'], dist: ['--enable-source-maps', 'dist/server.mjs'] }
+const COMMAND: Record<Runtime, string[]> = { tsx: [...typescriptArgs(), 'src/server.ts'], dist: ['--enable-source-maps', 'dist/server.mjs'] }
 
 let built: Promise<unknown> | undefined
 /**
@@ -108,10 +111,8 @@ export class System {
   async startProc (p: Proc): Promise<void> {
     if (p.child && !exited(p.child)) return
     const name = p.replica ? `${p.name}#${p.replica}` : p.name
-    const env: NodeJS.ProcessEnv = { ...process.env, ...this.env, ...this.opts.procEnv?.[p.name], PORT: String(p.port) }
-    // Coverage is measured on the sources (the tsx runs). A bundle's coverage maps back onto them with other
-    // function boundaries, which the report would count as extra functions never called.
-    if (this.opts.runtime === 'dist') delete env.NODE_V8_COVERAGE
+    let env: NodeJS.ProcessEnv = { ...process.env, ...this.env, ...this.opts.procEnv?.[p.name], PORT: String(p.port) }
+    if (this.opts.runtime === 'dist') env = withoutCoverage(env)
     const via = this.opts.databaseVia?.[p.name]
     if (via) {
       const u = new URL(this.env.DATABASE_URL)

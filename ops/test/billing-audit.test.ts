@@ -6,6 +6,7 @@ import { testEnv, testDeps, usageEvent } from '../../services/billing/test/helpe
 import type { Teardown } from '../../services/billing/test/helper.ts'
 import { applyUsageEvents, creditRecharge } from '@chat-platform/billing/ledger.ts'
 import { runOps } from '../cli.ts'
+import { typescriptArgs } from '@chat-platform/platform/testing'
 import { opsContext } from './helper.ts'
 
 async function ledger (t: Teardown) {
@@ -54,7 +55,7 @@ t.test('a usage row whose event is not recorded as applied is a break', async (t
 
 t.test('pnpm ops billing:audit exits 1 on a break and 0 on a clean ledger', async (t) => {
   const { env, deps } = await ledger(t)
-  const run = () => spawnSync(process.execPath, ['--import=tsx', 'ops/cli.ts', 'billing:audit'], { cwd: new URL('../..', import.meta.url).pathname, env: { ...process.env, ...env }, encoding: 'utf8' })
+  const run = () => spawnSync(process.execPath, [...typescriptArgs(), 'ops/cli.ts', 'billing:audit'], { cwd: new URL('../..', import.meta.url).pathname, env: { ...process.env, ...env }, encoding: 'utf8' })
   const clean = run()
   t.equal(clean.status, 0, clean.stderr)
   t.match(clean.stdout, /ledger ok/)
