@@ -20,6 +20,8 @@ export const BillingEnvSchema = Type.Object({
   BILLING_ACK_WAIT_MS: Type.Integer({ default: 30_000, minimum: 100 }),
   /** Most events applied in one Postgres transaction. */
   BILLING_BATCH_SIZE: Type.Integer({ default: 100, minimum: 1, maximum: 1000 }),
+  /** Batches applied at the same time per consumer, each in its own transaction (and pool connection). */
+  BILLING_BATCH_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 16 }),
   /** After a short batch, the next one waits at most this long for more events (fewer, larger transactions; 0: at once). */
   BILLING_BATCH_LINGER_MS: Type.Integer({ default: 0, minimum: 0, maximum: 1000 }),
   /** Redelivery delay after a transient failure (database away). */

@@ -47,6 +47,7 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
     rules,
     ackWaitMs: config.BILLING_ACK_WAIT_MS,
     batchSize: config.BILLING_BATCH_SIZE,
+    concurrency: config.BILLING_BATCH_CONCURRENCY,
     lingerMs: config.BILLING_BATCH_LINGER_MS,
     retryDelayMs: config.BILLING_RETRY_DELAY_MS,
     onCommitted: (balances: Map<number, { balance: number, version: number }>) => writeBalanceCache(redis, balances, log)

@@ -140,6 +140,34 @@ t.test('two billing instances on one durable consumer apply each event exactly o
   t.same((await auditLedger(a.deps.db)).breaks, [])
 })
 
+t.test('overlapping batches (BILLING_BATCH_CONCURRENCY) charge the same users once each, and Redis ends on the newest balance', async (t) => {
+  const env = await testEnv(t, { BILLING_BATCH_SIZE: '5', BILLING_BATCH_CONCURRENCY: '4' })
+  const { deps } = await testDeps(t, env)
+  const pub = publisher(deps, env.EVENTS_NAMESPACE)
+  // A backlog for five users: every batch of five holds each of them, so overlapping batches contend for the same
+  // account rows (the same events also arrive twice, under other msg ids).
+  const events = Array.from({ length: 400 }, (_, i) => usageEvent(21 + (i % 5), { prompt_tokens: 1 + (i % 13), completion_tokens: 1 }))
+  await Promise.all(events.map((ev) => pub.usage(ev)))
+  await Promise.all(events.slice(0, 50).map((ev) => pub.usage(ev, `${ev.event_id}-again`)))
+  await deps.start()
+  await waitFor(() => deps.consumers.usage.stats.applied + deps.consumers.usage.stats.duplicates === 450, { what: '450 deliveries handled', timeoutMs: 60_000 })
+  const stats = deps.consumers.usage.stats
+  t.ok(stats.peakInFlight > 1, `batches overlapped (peak ${stats.peakInFlight})`)
+  t.ok(stats.peakInFlight <= 4, 'never more than the configured number at once')
+  t.equal(stats.applied, 400)
+  t.equal(stats.duplicates, 50)
+  t.equal((await usageRows(deps)).length, 400)
+  const expected = new Map<number, number>()
+  for (const ev of events) expected.set(ev.user_id, (expected.get(ev.user_id) ?? 1000) - ev.prompt_tokens - 1)
+  for (const [userId, balance] of expected) {
+    const acc = await deps.db.selectFrom('accounts').select('balance').where('user_id', '=', userId).executeTakeFirstOrThrow()
+    t.equal(acc.balance, balance, `user ${userId}`)
+    // Commits reach Redis in any order; the version guard keeps the last one.
+    await waitFor(async () => (await deps.redis.get(balanceKey(userId))) === String(balance), { what: `redis copy of user ${userId}` })
+  }
+  t.same((await auditLedger(deps.db)).breaks, [])
+})
+
 t.test('an instance that dies between commit and ack does not double-charge on redelivery', async (t) => {
   const env = await testEnv(t, { BILLING_ACK_WAIT_MS: '500' })
   const survivor = await testDeps(t, env)
