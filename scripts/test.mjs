@@ -40,7 +40,14 @@ function mixedTranspilations () {
     try { cov = JSON.parse(readFileSync(new URL(`coverage/${f}`, dir), 'utf8')) } catch { continue }
     let proc = f
     try { proc = JSON.parse(readFileSync(new URL(`processinfo/${f}`, dir), 'utf8')).argv.slice(1).join(' ') } catch {}
-    for (const [url, entry] of Object.entries(cov['source-map-cache'] ?? {})) {
+    const maps = cov['source-map-cache'] ?? {}
+    for (const { url } of cov.result ?? []) {
+      if (url.startsWith(root) && url.endsWith('.ts') && !url.includes('/node_modules/') && !maps[url]) {
+        if (!seen.has(url)) seen.set(url, new Map())
+        seen.get(url).set('no source map', proc.replaceAll(root.slice('file://'.length), ''))
+      }
+    }
+    for (const [url, entry] of Object.entries(maps)) {
       if (!url.startsWith(root) || url.includes('/node_modules/')) continue
       // A bundle's map points at our sources too: its coverage lands on them with other function boundaries.
       const sources = (entry.data?.sources ?? []).filter((s) => s.endsWith('.ts') && !s.includes('node_modules'))

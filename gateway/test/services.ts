@@ -39,6 +39,7 @@ export async function startServices (t: Teardown, names: ServiceName[], env: Rec
       LOG_LEVEL: process.env.TEST_LOG_LEVEL ?? 'silent',
       DATABASE_URL: url,
       DATABASE_POOL_MAX: '4',
+      BILLING_BATCH_CONCURRENCY: '1',
       EVENTS_NAMESPACE: ns,
       REDIS_PREFIX: prefix,
       JWT_PRIVATE_KEY: testKeys.privateKey,

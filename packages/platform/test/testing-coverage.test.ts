@@ -2,7 +2,7 @@
 // run `withoutCoverage` adds nothing to the report.
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { existsSync } from 'node:fs'
 import { join } from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { typescriptArgs, withoutCoverage } from '../src/testing/index.ts'
@@ -18,17 +18,15 @@ t.test('a child run with typescriptArgs() sees the same transpiled code as this 
 
 t.test('a child run with withoutCoverage() leaves no coverage for the report', { skip: process.env._TAPJS_PROCESSINFO_COVERAGE_ === '1' ? false : 'coverage is off in this run' }, async (t) => {
   const tapDir = join(process.env._TAPJS_PROCESSINFO_CWD_ ?? process.cwd(), '.tap')
-  const coverageOf = (pid: number) => {
-    const info = readdirSync(join(tapDir, 'processinfo')).map((f) => JSON.parse(readFileSync(join(tapDir, 'processinfo', f), 'utf8')))
-      .find((p: { pid: number }) => p.pid === pid)
-    t.ok(info, `tap recorded process ${pid}`)
-    return existsSync(join(tapDir, 'coverage', `${info.uuid}.json`))
+  // The child prints the id tap's hook gave it; its records are .tap/processinfo/<id>.json and .tap/coverage/<id>.json.
+  const script = "process.stdout.write(String(globalThis[Symbol.for('@tapjs/processinfo.ProcessInfoNodeData')]?.uuid))"
+  const covered = (env: NodeJS.ProcessEnv) => {
+    const id = spawnSync(process.execPath, ['-e', script], { env, encoding: 'utf8' }).stdout
+    t.ok(existsSync(join(tapDir, 'processinfo', `${id}.json`)), `tap recorded the child (${id})`)
+    return existsSync(join(tapDir, 'coverage', `${id}.json`))
   }
-  const child = (env: NodeJS.ProcessEnv) => spawnSync(process.execPath, ['-e', 'process.stdout.write(String(process.pid))'], { env, encoding: 'utf8' })
-  const counted = child({ ...process.env })
-  t.equal(coverageOf(Number(counted.stdout)), true, 'a plain child is covered')
+  t.equal(covered({ ...process.env }), true, 'a plain child is covered')
   const env = { ...process.env, NODE_V8_COVERAGE: '/tmp/elsewhere' }
-  const uncounted = child(withoutCoverage(env))
-  t.equal(coverageOf(Number(uncounted.stdout)), false, 'a child run withoutCoverage() is not')
+  t.equal(covered(withoutCoverage(env)), false, 'a child run withoutCoverage() is not')
   t.equal(env.NODE_V8_COVERAGE, '/tmp/elsewhere', 'the given environment is not changed')
 })

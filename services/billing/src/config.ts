@@ -45,6 +45,10 @@ export function loadBillingConfig (env: Record<string, string | undefined> = pro
   } catch (err) {
     throw new ConfigError([`MODEL_PRICES: ${(err as Error).message} (got ${JSON.stringify(raw.MODEL_PRICES)})`])
   }
+  // Each of the two consumers may hold BILLING_BATCH_CONCURRENCY connections; two stay for the routes.
+  if (2 * raw.BILLING_BATCH_CONCURRENCY + 2 > raw.DATABASE_POOL_MAX) {
+    throw new ConfigError([`BILLING_BATCH_CONCURRENCY: ${raw.BILLING_BATCH_CONCURRENCY} needs DATABASE_POOL_MAX of at least ${2 * raw.BILLING_BATCH_CONCURRENCY + 2} (two consumers, two connections for requests; got ${raw.DATABASE_POOL_MAX})`])
+  }
   return {
     ...raw,
     RECHARGE_POLICY: raw.RECHARGE_POLICY ?? (raw.NODE_ENV === 'production' ? 'admin' : 'self'),

@@ -26,7 +26,7 @@ export interface BillingDeps {
   consumers: { usage: EventConsumer<any>, signup: EventConsumer<any> }
   /** Starts the consumers and the idempotency-key cleanup. */
   start: () => Promise<void>
-  /** Stops them: the consumer loops finish the batch in hand and hand back what they buffered. */
+  /** Stops them: the consumer loops finish the batches in flight and hand back what they buffered. */
   stop: () => Promise<void>
 }
 
@@ -78,7 +78,7 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
   }
 }
 
-/** Stops the consumer loops first (finishing the batch in hand), then drains NATS and closes the pools. */
+/** Stops the consumer loops first (finishing the batches in flight), then drains NATS and closes the pools. */
 export async function closeDeps (deps: BillingDeps): Promise<void> {
   await deps.stop()
   await deps.nc.drain().catch(() => {})

@@ -67,7 +67,8 @@ export class EventConsumer<S extends TSchema> {
   async ensure (): Promise<void> {
     const { nc, stream, durable } = this.opts
     const jsm = await jetstreamManager(nc)
-    const settings = { ack_wait: nanos(this.opts.ackWaitMs), max_ack_pending: Math.max(1000, this.opts.batchSize * (this.concurrency + 3)) }
+    // Room for the buffers of up to eight replicas (each holds one batch more than it applies at once).
+    const settings = { ack_wait: nanos(this.opts.ackWaitMs), max_ack_pending: Math.max(1000, this.opts.batchSize * (this.concurrency + 1) * 8) }
     try {
       await jsm.consumers.info(stream, durable)
       await jsm.consumers.update(stream, durable, settings)
@@ -127,8 +128,11 @@ export class EventConsumer<S extends TSchema> {
         this.wake = undefined
         continue
       }
-      if (this.inFlight.size >= this.concurrency) {
-        await Promise.race(this.inFlight)
+      // Another batch starts beside a running one only when a full batch is waiting (a backlog): a trickle keeps
+      // gathering into the next batch meanwhile, as with one batch at a time.
+      if (this.inFlight.size >= this.concurrency || (this.inFlight.size > 0 && this.queue.length < this.opts.batchSize)) {
+        await Promise.race([...this.inFlight, new Promise<void>((resolve) => { this.filled = resolve })])
+        this.filled = undefined
         continue
       }
       const linger = this.opts.lingerMs ?? 0
@@ -144,8 +148,8 @@ export class EventConsumer<S extends TSchema> {
       }
       const batch = this.queue.splice(0, this.opts.batchSize)
       this.lastBatch = batch.length
-      // Batches overlap (one transaction each): accounts are locked in user-id order, so two batches charging
-      // the same user wait for each other instead of deadlocking, and an event in both is claimed once.
+      // Batches overlap (one transaction each): event ids are claimed and accounts locked in sorted order, so two
+      // batches holding the same events or users wait for each other instead of deadlocking.
       const running: Promise<void> = this.processBatch(batch).catch((err) => {
         this.opts.log.error({ err, consumer: this.opts.durable }, 'batch failed; redelivering later')
         for (const m of batch) this.reply(() => m.nak(this.opts.retryDelayMs))
@@ -238,7 +242,7 @@ export class EventConsumer<S extends TSchema> {
     try { fn() } catch (err) { this.opts.log.warn({ err: (err as Error).message, consumer: this.opts.durable }, 'could not answer a message') }
   }
 
-  /** Stops pulling, finishes the batch in hand, and hands back what was buffered (nak) to other replicas. */
+  /** Stops pulling, finishes the batches in flight, and hands back what was buffered (nak) to other replicas. */
   async stop (): Promise<void> {
     if (this.stopped) return
     this.stopped = true

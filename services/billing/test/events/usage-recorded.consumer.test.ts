@@ -154,6 +154,7 @@ t.test('overlapping batches (BILLING_BATCH_CONCURRENCY) charge the same users on
   const stats = deps.consumers.usage.stats
   t.ok(stats.peakInFlight > 1, `batches overlapped (peak ${stats.peakInFlight})`)
   t.ok(stats.peakInFlight <= 4, 'never more than the configured number at once')
+  t.equal(stats.batchFallbacks, 0, 'no batch failed (a deadlock between overlapping batches would)')
   t.equal(stats.applied, 400)
   t.equal(stats.duplicates, 50)
   t.equal((await usageRows(deps)).length, 400)
@@ -166,6 +167,12 @@ t.test('overlapping batches (BILLING_BATCH_CONCURRENCY) charge the same users on
     await waitFor(async () => (await deps.redis.get(balanceKey(userId))) === String(balance), { what: `redis copy of user ${userId}` })
   }
   t.same((await auditLedger(deps.db)).breaks, [])
+})
+
+t.test('BILLING_BATCH_CONCURRENCY must leave pool connections for requests', async (t) => {
+  t.equal(loadBillingConfig({}).BILLING_BATCH_CONCURRENCY, 4)
+  t.throws(() => loadBillingConfig({ BILLING_BATCH_CONCURRENCY: '5' }), /BILLING_BATCH_CONCURRENCY: 5 needs DATABASE_POOL_MAX of at least 12/)
+  t.equal(loadBillingConfig({ BILLING_BATCH_CONCURRENCY: '5', DATABASE_POOL_MAX: '12' }).BILLING_BATCH_CONCURRENCY, 5)
 })
 
 t.test('an instance that dies between commit and ack does not double-charge on redelivery', async (t) => {
@@ -221,7 +228,7 @@ t.test('the signup bonus comes from auth.user.registered or the first access, wh
   await waitFor(async () => (await deps.redis.get(balanceKey(20))) === '500', { what: 'redis copy' })
 })
 
-t.test('stop() finishes the batch in hand; a restarted consumer resumes where the durable left off', async (t) => {
+t.test('stop() finishes the batches in flight; a restarted consumer resumes where the durable left off', async (t) => {
   const env = await testEnv(t)
   const { deps } = await testDeps(t, env)
   const pub = publisher(deps, env.EVENTS_NAMESPACE)

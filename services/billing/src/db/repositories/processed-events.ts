@@ -6,9 +6,13 @@ type Db = Kysely<Database>
 
 export interface EventClaim { event_id: string, subject: string, user_id: number, occurred_at: string, amount: number | null }
 
-/** Records events as applied; returns the ids that were not recorded before (the ones to apply now). */
-export async function claimEvents (db: Db, events: EventClaim[]): Promise<Set<string>> {
-  if (events.length === 0) return new Set()
+/**
+ * Records events as applied; returns the ids that were not recorded before (the ones to apply now). Claims go
+ * in event_id order, so two transactions claiming the same ids wait for each other instead of deadlocking.
+ */
+export async function claimEvents (db: Db, claims: EventClaim[]): Promise<Set<string>> {
+  if (claims.length === 0) return new Set()
+  const events = [...claims].sort((a, b) => (a.event_id < b.event_id ? -1 : a.event_id > b.event_id ? 1 : 0))
   const { rows } = await sql<{ event_id: string }>`
     insert into processed_events (event_id, subject, user_id, occurred_at, amount)
     select * from unnest(${events.map((e) => e.event_id)}::uuid[], ${events.map((e) => e.subject)}::text[],
