@@ -130,7 +130,11 @@ export class EventConsumer<S extends TSchema> {
       }
       // Another batch starts beside a running one only when a full batch is waiting (a backlog): a trickle keeps
       // gathering into the next batch meanwhile, as with one batch at a time.
-      if (this.inFlight.size >= this.concurrency || (this.inFlight.size > 0 && this.queue.length < this.opts.batchSize)) {
+      if (this.inFlight.size >= this.concurrency) {
+        await Promise.race(this.inFlight)
+        continue
+      }
+      if (this.inFlight.size > 0 && this.queue.length < this.opts.batchSize) {
         await Promise.race([...this.inFlight, new Promise<void>((resolve) => { this.filled = resolve })])
         this.filled = undefined
         continue
