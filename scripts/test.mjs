@@ -39,23 +39,17 @@ function mixedTranspilations () {
     let cov
     try { cov = JSON.parse(readFileSync(new URL(`coverage/${f}`, dir), 'utf8')) } catch { continue }
     let proc = f
-    try { proc = JSON.parse(readFileSync(new URL(`processinfo/${f}`, dir), 'utf8')).argv.slice(1).join(' ') } catch {}
+    try { proc = JSON.parse(readFileSync(new URL(`processinfo/${f}`, dir), 'utf8')).argv.slice(1).join(' ').replaceAll(root.slice('file://'.length), '') } catch {}
+    const note = (url, shape) => { if (!seen.has(url)) seen.set(url, new Map()); seen.get(url).set(shape, proc) }
     const maps = cov['source-map-cache'] ?? {}
     for (const { url } of cov.result ?? []) {
-      if (url.startsWith(root) && url.endsWith('.ts') && !url.includes('/node_modules/') && !maps[url]) {
-        if (!seen.has(url)) seen.set(url, new Map())
-        seen.get(url).set('no source map', proc.replaceAll(root.slice('file://'.length), ''))
-      }
+      if (url.startsWith(root) && url.endsWith('.ts') && !url.includes('/node_modules/') && !maps[url]) note(url, 'no source map')
     }
     for (const [url, entry] of Object.entries(maps)) {
       if (!url.startsWith(root) || url.includes('/node_modules/')) continue
+      if (url.endsWith('.ts')) note(url, JSON.stringify(entry.lineLengths))
       // A bundle's map points at our sources too: its coverage lands on them with other function boundaries.
-      const sources = (entry.data?.sources ?? []).filter((s) => s.endsWith('.ts') && !s.includes('node_modules'))
-      const keys = url.endsWith('.ts') ? [[url, JSON.stringify(entry.lineLengths)]] : sources.length ? [[url, 'bundle']] : []
-      for (const [key, shape] of keys) {
-        if (!seen.has(key)) seen.set(key, new Map())
-        seen.get(key).set(shape, proc.replaceAll(root.slice('file://'.length), ''))
-      }
+      else if ((entry.data?.sources ?? []).some((s) => s.endsWith('.ts') && !s.includes('node_modules'))) note(url, 'bundle')
     }
   }
   const out = []

@@ -145,7 +145,7 @@ t.test('overlapping batches (BILLING_BATCH_CONCURRENCY) charge the same users on
   const { deps } = await testDeps(t, env)
   const pub = publisher(deps, env.EVENTS_NAMESPACE)
   // A backlog for five users: every batch of five holds each of them, so overlapping batches contend for the same
-  // account rows (the same events also arrive twice, under other msg ids).
+  // account rows. 50 events arrive a second time (other msg ids) at the end: duplicates.
   const events = Array.from({ length: 400 }, (_, i) => usageEvent(21 + (i % 5), { prompt_tokens: 1 + (i % 13), completion_tokens: 1 }))
   await Promise.all(events.map((ev) => pub.usage(ev)))
   await Promise.all(events.slice(0, 50).map((ev) => pub.usage(ev, `${ev.event_id}-again`)))
