@@ -9,6 +9,7 @@ import type { BillingDeps } from '../deps.ts'
 import { creditRecharge } from '../ledger.ts'
 import { writeBalanceCache } from '../balance-cache.ts'
 import { claimIdempotencyKey, saveIdempotentResponse, selectIdempotencyKey } from '../db/repositories/idempotency-keys.ts'
+import { selectTransactionBySource } from '../db/repositories/transactions.ts'
 import { problems, RechargeHeadersSchema } from './schemas.ts'
 
 interface RechargeAnswer { message: string, balance: number }
@@ -53,7 +54,21 @@ export async function rechargeRoutes (fastify: FastifyInstance, opts: { deps: Bi
         }
         return { replayed: first.response_body as RechargeAnswer }
       }
-      const balances = await creditRecharge(trx, target, amount, key === undefined ? `recharge:${randomUUID()}` : `recharge:${caller.id}:${key}`, rules)
+      const sourceId = key === undefined ? `recharge:${randomUUID()}` : `recharge:${caller.id}:${key}`
+      if (key !== undefined) {
+        // The key record may have expired (swept after IDEMPOTENCY_TTL_HOURS) while the ledger keeps the credit
+        // it made: that row is the first answer (same user and amount: replay it; otherwise a conflict).
+        const credited = await selectTransactionBySource(trx, 'recharge', sourceId)
+        if (credited) {
+          if (credited.user_id !== target || credited.change_amount !== amount) {
+            throw new ProblemError('idempotency_conflict', 'This Idempotency-Key was already used with a different request body.')
+          }
+          const answer: RechargeAnswer = { message: '充值成功', balance: credited.balance_after }
+          await saveIdempotentResponse(trx, caller.id, key, 200, answer)
+          return { replayed: answer }
+        }
+      }
+      const balances = await creditRecharge(trx, target, amount, sourceId, rules)
       const answer: RechargeAnswer = { message: '充值成功', balance: balances.get(target)!.balance }
       if (key !== undefined) await saveIdempotentResponse(trx, caller.id, key, 200, answer)
       return { answer, balances }

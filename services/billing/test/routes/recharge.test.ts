@@ -129,3 +129,41 @@ t.test('keys older than the TTL are swept', async (t) => {
   const left = await deps.db.selectFrom('idempotency_keys').select('key').execute()
   t.same(left.map((r) => r.key), ['new'])
 })
+
+t.test('Idempotency-Key retried after its record expired: the ledger row answers (replay), another body is 409, one credit', async (t) => {
+  const { app, deps } = await buildTestApp(t, { RECHARGE_POLICY: 'admin' })
+  const { deleteExpiredIdempotencyKeys } = await import('../../src/db/repositories/idempotency-keys.ts')
+  const admin = { ...bearer(50, { role: 'admin' }), 'idempotency-key': 'expiring' }
+  const first = await app.inject(recharge({ amount: 300, user_id: 6 }, admin))
+  t.same(first.json(), { message: '充值成功', balance: 1300 })
+  await app.inject(recharge({ amount: 5, user_id: 6 }, bearer(50, { role: 'admin' })))
+  const expire = async () => {
+    // As the sweeper does: the record is older than the TTL, then deleted.
+    await deps.db.updateTable('idempotency_keys').set({ created_at: new Date(Date.now() - 49 * 3600_000) } as never).where('key', '=', 'expiring').execute()
+    t.equal(await deleteExpiredIdempotencyKeys(deps.db, 48), 1, 'the key record is gone')
+  }
+  await expire()
+
+  for (const body of [{ amount: 301, user_id: 6 }, { amount: 300, user_id: 7 }]) {
+    const res = await app.inject(recharge(body, admin))
+    t.equal(res.statusCode, 409, JSON.stringify(body))
+    t.equal(res.json().code, 'idempotency_conflict')
+  }
+  t.equal((await deps.db.selectFrom('idempotency_keys').select('key').execute()).length, 0, 'a conflict claims nothing')
+
+  const again = await app.inject(recharge({ amount: 300, user_id: 6 }, admin))
+  t.equal(again.statusCode, 200)
+  t.same(again.json(), first.json(), 'the first answer, read from its ledger row')
+  const saved = await deps.db.selectFrom('idempotency_keys').select(['request_hash', 'response_body']).where('key', '=', 'expiring').executeTakeFirstOrThrow()
+  t.same(saved.response_body, first.json(), 'the key record is written again with that answer')
+  t.same((await app.inject(recharge({ amount: 300, user_id: 6 }, admin))).json(), first.json(), 'and replays from it')
+
+  await expire()
+  const concurrent = await Promise.all(Array.from({ length: 10 }, () => app.inject(recharge({ amount: 300, user_id: 6 }, admin))))
+  for (const res of concurrent) t.same(res.json(), first.json(), 'concurrent retries after expiry replay too')
+
+  t.equal((await ledgerOf(deps, 6)).filter((r) => r.kind === 'recharge' && r.change_amount === 300).length, 1, 'credited once')
+  t.equal((await ledgerOf(deps, 7)).length, 0)
+  t.equal((await app.inject({ method: 'GET', url: '/api/user/balance', headers: bearer(6) })).json().balance, 1305)
+  t.equal((await auditLedger(deps.db)).breaks.length, 0)
+})

@@ -31,3 +31,9 @@ export async function listTransactions (db: Db, userId: number, opts: { limit: n
     .limit(opts.limit)
     .execute()
 }
+
+/** The ledger row a source wrote (unique per kind), e.g. the recharge of an Idempotency-Key. */
+export async function selectTransactionBySource (db: Db, kind: NewLedgerRow['kind'], sourceId: string) {
+  return await db.selectFrom('transactions').select(['user_id', 'change_amount', 'balance_after'])
+    .where('kind', '=', kind).where('source_id', '=', sourceId).executeTakeFirst()
+}
