@@ -159,6 +159,12 @@ t.test('sessions: create, list (newest first, paged), delete, errors', async (t)
   t.equal(del.status, 200)
   t.same(del.body, { message: '会话删除成功' })
   assertProblem(t, await system.request('DELETE', `/api/sessions/${third}`, { token: u.token }), 404, 'not_found', 'deleted twice')
+  // The mini-program's wx.request sends `content-type: application/json` with no body on every method.
+  const wx = { 'content-type': 'application/json' }
+  const wxDel = await system.request('DELETE', `/api/sessions/${untitled.body.id}`, { token: u.token, headers: wx })
+  t.equal(wxDel.status, 200, 'DELETE with a JSON content type and no body')
+  t.same(wxDel.body, { message: '会话删除成功' })
+  t.equal((await system.request('GET', '/api/sessions', { token: u.token, headers: wx })).status, 200, 'GET with a JSON content type and no body')
   assertProblem(t, await system.request('GET', `/api/sessions/${third}/messages`, { token: u.token }), 404, 'not_found', 'messages of a deleted session')
   assertProblem(t, await system.request('DELETE', '/api/sessions/abc', { token: u.token }), 400, 'validation_failed', 'non-integer id')
   assertProblem(t, await system.request('GET', '/api/sessions'), 401, 'unauthorized', 'no token')

@@ -55,7 +55,6 @@ export function classify (err: FastifyError & { validation?: unknown[] }): { cod
   switch (err.code) {
     case 'FST_ERR_CTP_BODY_TOO_LARGE': return { code: 'payload_too_large', detail: 'The request body is larger than 1 MiB.' }
     case 'FST_ERR_CTP_INVALID_MEDIA_TYPE': return { code: 'validation_failed', detail: 'The request body must be JSON (Content-Type: application/json).' }
-    case 'FST_ERR_CTP_EMPTY_JSON_BODY': return { code: 'validation_failed', detail: 'The request body is empty but Content-Type is JSON.' }
     case 'FST_ERR_CTP_INVALID_JSON_BODY':
     case 'FST_ERR_CTP_INVALID_CONTENT_LENGTH':
       return { code: 'validation_failed', detail: 'The request body is not valid JSON.' }

@@ -89,6 +89,15 @@ export function createHttpApp (opts: HttpAppOptions) {
     ...opts.fastify
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(validatorCompiler())
+  // An empty body sent with a JSON content type is no body (the mini-program's wx.request sends that header on every
+  // method, DELETE and GET included): it parses as `{}`, which is what an optional body means. Anything else goes
+  // through Fastify's own parser (prototype-poisoning checks included).
+  const parseJson = app.getDefaultJsonParser('error', 'error')
+  app.removeContentTypeParser('application/json')
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
+    if (body === '' || (typeof body === 'string' && body.trim() === '')) return done(null, {})
+    parseJson(request, body, done)
+  })
   // One callback-style hook for every request (the cheapest kind): the request id on the answer, and oversized bodies.
   // Fastify answers an oversized Content-Length at once and closes the socket while the client is still
   // sending, which most clients see as EPIPE/ECONNRESET instead of the 413. Reading (and dropping) the

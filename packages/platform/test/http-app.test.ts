@@ -112,3 +112,24 @@ t.test('request logs: written with the request id and redaction at enabled level
   await app.inject({ method: 'GET', url: '/quiet' })
   t.same(lines.map((l) => l.msg), ['at the route level'])
 })
+
+t.test('an empty body with a JSON content type is no body: {} where a body is optional, a validation error where one is required', async (t) => {
+  const app = build()
+  app.delete('/things/:id', async (req) => ({ deleted: (req.params as { id: string }).id, body: req.body ?? null }))
+  app.post('/optional', { schema: { body: Type.Object({ refresh_token: Type.Optional(Type.String()) }) } }, async (req) => ({ body: req.body }))
+  for (const type of ['application/json', 'application/json; charset=utf-8']) {
+    const del = await app.inject({ method: 'DELETE', url: '/things/7', headers: { 'content-type': type } })
+    t.equal(del.statusCode, 200, `DELETE with ${type} and no body`)
+    t.same(del.json(), { deleted: '7', body: {} })
+    const opt = await app.inject({ method: 'POST', url: '/optional', headers: { 'content-type': type }, payload: '' })
+    t.equal(opt.statusCode, 200, 'an optional body may be empty')
+    t.same(opt.json(), { body: {} })
+  }
+  const required = await app.inject({ method: 'POST', url: '/things', headers: { 'content-type': 'application/json' }, payload: '' })
+  t.equal(required.statusCode, 400)
+  t.match(required.json(), { code: 'validation_failed', errors: [{ path: '/body/amount' }] }, 'names the missing field')
+  const bad = await app.inject({ method: 'POST', url: '/things', headers: { 'content-type': 'application/json' }, payload: '{"amount": 1,' })
+  t.equal(bad.statusCode, 400, 'malformed JSON is still refused')
+  const poisoned = await app.inject({ method: 'POST', url: '/things', headers: { 'content-type': 'application/json' }, payload: '{"amount": 1, "__proto__": {"admin": true}}' })
+  t.equal(poisoned.statusCode, 400, 'prototype poisoning is still refused')
+})
