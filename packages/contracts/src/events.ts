@@ -34,7 +34,13 @@ export const UsageRecordedSchema = Type.Object({
   model: Type.String({ minLength: 1, maxLength: 200 }),
   prompt_tokens: Type.Integer({ minimum: 0 }),
   completion_tokens: Type.Integer({ minimum: 0 }),
-  usage_source: UsageSourceSchema
+  usage_source: UsageSourceSchema,
+  /**
+   * Chat's price of this exchange when it recorded it (the shared pricing rule, chat's MODEL_PRICES). Billing
+   * adds it to the account's `chat_applied` when it applies the event, so chat can tell which of its charges
+   * billing has not applied yet (DESIGN §3). Absent in events from before it existed: counts as 0.
+   */
+  estimated_amount: Type.Optional(Type.Integer({ minimum: 0 }))
 })
 export type UsageRecorded = Static<typeof UsageRecordedSchema>
 

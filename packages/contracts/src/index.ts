@@ -1,4 +1,6 @@
-// Shared contracts: HTTP API schemas, problem format, error codes, events.
+// Shared contracts: HTTP API schemas, problem format, error codes, events, pricing, billing's balance copy.
 export * from './api.ts'
 export * from './errors.ts'
 export * from './events.ts'
+export * from './pricing.ts'
+export * from './balance-cache.ts'

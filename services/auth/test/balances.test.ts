@@ -3,7 +3,8 @@ import t from 'tap'
 import { startPrivateRedis } from '@chat-platform/platform/testing'
 import { ProblemError } from '@chat-platform/platform'
 import { buildTestApp } from './helper.ts'
-import { readTokens, balanceKey } from '../src/balances.ts'
+import { balanceCacheKey as balanceKey } from '@chat-platform/contracts'
+import { readTokens } from '../src/balances.ts'
 
 t.test('the cached balance under billing:balance:<id> (in the service prefix) is the answer, negative included', async (t) => {
   const s = await buildTestApp(t)

@@ -8,7 +8,7 @@ import { loadAuthConfig, type AuthConfig } from '../src/config.ts'
 import { createDeps, closeDeps, type AuthDeps } from '../src/deps.ts'
 import { buildApp } from '../src/app.ts'
 import { migrations } from '../src/db/migrations/index.ts'
-import { balanceKey } from '../src/balances.ts'
+import { balanceCacheKey, encodeBalanceCache } from '@chat-platform/contracts'
 
 export interface Teardown { teardown: (fn: () => unknown) => void }
 
@@ -22,6 +22,8 @@ export interface TestApp {
   register: (body?: Partial<{ email: string, password: string, nickname: string }>) => Promise<{ user_id: number, email: string, password: string }>
   login: (email: string, password: string, remoteAddress?: string) => Promise<LightMyRequestResponse>
   tokenFor: (email: string, password: string) => Promise<string>
+  /** argon2 verifications so far (the app's auth_password_verifications_total). */
+  verifications: () => Promise<number>
 }
 
 let seq = 0
@@ -69,7 +71,7 @@ export async function buildTestApp (t: Teardown, env: Record<string, string | un
     config,
     deps,
     logs: () => text,
-    seedBalance: async (userId, balance) => { await deps.redis.set(balanceKey(userId), String(balance)) },
+    seedBalance: async (userId, balance) => { await deps.redis.set(balanceCacheKey(userId), encodeBalanceCache({ balance, chat_applied: 0 })) },
     async register (body = {}) {
       const full = { email: `user${++seq}-${Date.now()}@example.com`, password: 'correct horse battery', nickname: 'Ada', ...body }
       const res = await app.inject({ method: 'POST', url: '/api/auth/register', payload: full })
@@ -81,6 +83,11 @@ export async function buildTestApp (t: Teardown, env: Record<string, string | un
       const res = await login(email, password)
       if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`)
       return res.json().access_token
+    },
+    async verifications () {
+      const metric = app.metrics.getSingleMetric('auth_password_verifications_total')
+      if (!metric) throw new Error('auth_password_verifications_total is not registered')
+      return (await metric.get()).values[0]?.value ?? 0
     }
   }
 }

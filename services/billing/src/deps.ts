@@ -9,7 +9,7 @@ import type { BillingConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
 import { migrations } from './db/migrations/index.ts'
 import { deleteExpiredIdempotencyKeys } from './db/repositories/idempotency-keys.ts'
-import type { LedgerRules } from './ledger.ts'
+import type { Balances, LedgerRules } from './ledger.ts'
 import { writeBalanceCache } from './balance-cache.ts'
 import type { EventConsumer } from './events/consumer.ts'
 import { createUsageConsumer } from './events/usage-recorded.consumer.ts'
@@ -50,7 +50,7 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
     concurrency: config.BILLING_BATCH_CONCURRENCY,
     lingerMs: config.BILLING_BATCH_LINGER_MS,
     retryDelayMs: config.BILLING_RETRY_DELAY_MS,
-    onCommitted: (balances: Map<number, { balance: number, version: number }>) => writeBalanceCache(redis, balances, log)
+    onCommitted: (balances: Balances) => writeBalanceCache(redis, balances, log)
   }
   const consumers = { usage: createUsageConsumer(common), signup: createSignupConsumer(common) }
   let cleanup: NodeJS.Timeout | undefined

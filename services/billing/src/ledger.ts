@@ -15,15 +15,17 @@ export const RECHARGE_DESCRIPTION = '充值'
 
 export interface LedgerRules { signupBonus: number, prices: ModelPrices }
 export type Entry = Omit<NewLedgerRow, 'balance_after'>
-export type Balances = Map<number, { balance: number, version: number }>
+/** What one commit left in each account it changed: what the Redis copy holds (plus its ordering version). */
+export type Balances = Map<number, { balance: number, chat_applied: number, version: number }>
 
 /**
  * Posts entries (in order) and opens the accounts of `open` users: a new account starts at 0 and gets the
- * signup bonus as its first row. Returns the new balance and version of every account that changed.
- * Must run inside a transaction.
+ * signup bonus as its first row. `applied` adds to accounts' `chat_applied` (chat's price of the usage events
+ * this transaction applies), in the same UPDATE as their balances. Returns the new balance, chat_applied and
+ * version of every account that changed. Must run inside a transaction.
  */
-export async function postEntries (trx: Db, entries: Entry[], rules: LedgerRules, open: number[] = []): Promise<Balances> {
-  const users = [...new Set([...open, ...entries.map((e) => e.user_id)])].sort((a, b) => a - b)
+export async function postEntries (trx: Db, entries: Entry[], rules: LedgerRules, open: number[] = [], applied: Map<number, number> = new Map()): Promise<Balances> {
+  const users = [...new Set([...open, ...entries.map((e) => e.user_id), ...applied.keys()])].sort((a, b) => a - b)
   const opened = await insertMissingAccounts(trx, users)
   const rows: Entry[] = []
   if (rules.signupBonus > 0) {
@@ -32,18 +34,25 @@ export async function postEntries (trx: Db, entries: Entry[], rules: LedgerRules
     }
   }
   rows.push(...entries.filter((e) => e.change_amount !== 0))
-  if (rows.length === 0) return new Map()
 
-  const perUser = new Map<number, { delta: number, rows: number }>()
+  const perUser = new Map<number, { delta: number, rows: number, applied: number }>()
   for (const r of rows) {
-    const p = perUser.get(r.user_id) ?? { delta: 0, rows: 0 }
+    const p = perUser.get(r.user_id) ?? { delta: 0, rows: 0, applied: 0 }
     p.delta += r.change_amount
     p.rows++
     perUser.set(r.user_id, p)
   }
+  for (const [userId, amount] of applied) {
+    if (amount <= 0) continue
+    const p = perUser.get(userId) ?? { delta: 0, rows: 0, applied: 0 }
+    p.applied += amount
+    perUser.set(userId, p)
+  }
+  if (perUser.size === 0) return new Map()
   const changed = [...perUser.keys()].sort((a, b) => a - b)
   if (changed.length > 1) await lockAccounts(trx, changed)
-  const balances = await addToBalances(trx, changed.map((u) => ({ user_id: u, ...perUser.get(u)! })))
+  // The version orders the Redis copies: it moves whenever the copy's content does.
+  const balances = await addToBalances(trx, changed.map((u) => { const p = perUser.get(u)!; return { user_id: u, delta: p.delta, rows: Math.max(p.rows, 1), applied: p.applied } }))
 
   // The UPDATE returned the final balance; walk each user's rows from the balance before it.
   const running = new Map(changed.map((u) => [u, balances.get(u)!.balance - perUser.get(u)!.delta]))
@@ -52,18 +61,18 @@ export async function postEntries (trx: Db, entries: Entry[], rules: LedgerRules
     running.set(r.user_id, after)
     return { ...r, balance_after: after }
   })
-  await insertTransactions(trx, ledger)
+  if (ledger.length > 0) await insertTransactions(trx, ledger)
   return balances
 }
 
 /** The balance of `userId`, opening the account (with the signup bonus) on first access. */
-export async function readBalance (db: Db, userId: number, rules: LedgerRules): Promise<{ balance: number, version: number, opened: boolean }> {
+export async function readBalance (db: Db, userId: number, rules: LedgerRules): Promise<{ balance: number, chat_applied: number, version: number, opened: boolean }> {
   const found = await selectAccount(db, userId)
-  if (found) return { balance: found.balance, version: found.version, opened: false }
+  if (found) return { ...found, opened: false }
   return await db.transaction().execute(async (trx) => {
     await postEntries(trx, [], rules, [userId])
     const acc = (await selectAccount(trx, userId))!
-    return { balance: acc.balance, version: acc.version, opened: true }
+    return { ...acc, opened: true }
   })
 }
 
@@ -72,7 +81,8 @@ export interface ApplyResult { outcomes: Map<string, ApplyOutcome>, balances: Ba
 
 /**
  * Applies usage events in the caller's transaction: records each event_id (events seen before are
- * duplicates and change nothing) and debits the price of the new ones, one ledger row each.
+ * duplicates and change nothing) and debits the price of the new ones, one ledger row each; their
+ * `estimated_amount` (chat's price) goes into the account's `chat_applied` in the same UPDATE.
  */
 export async function applyUsageEvents (trx: Db, events: UsageRecorded[], rules: LedgerRules): Promise<ApplyResult> {
   const unique = dedupe(events)
@@ -94,7 +104,7 @@ export async function applyUsageEvents (trx: Db, events: UsageRecorded[], rules:
     input_ratio: charge.input_ratio,
     output_ratio: charge.output_ratio,
     usage_source: e.usage_source
-  })), rules, fresh.map(({ event }) => event.user_id))
+  })), rules, fresh.map(({ event }) => event.user_id), appliedByUser(fresh.map(({ event }) => event)))
   return { outcomes: outcomesOf(events, claimed), balances }
 }
 
@@ -112,6 +122,12 @@ export async function applyUserRegistered (trx: Db, events: UserRegistered[], ru
 /** Credits a recharge; returns the new balance. */
 export async function creditRecharge (trx: Db, userId: number, amount: number, sourceId: string, rules: LedgerRules): Promise<Balances> {
   return await postEntries(trx, [{ user_id: userId, change_amount: amount, kind: 'recharge', description: RECHARGE_DESCRIPTION, source_id: sourceId }], rules)
+}
+
+function appliedByUser (events: UsageRecorded[]): Map<number, number> {
+  const out = new Map<number, number>()
+  for (const e of events) if (e.estimated_amount) out.set(e.user_id, (out.get(e.user_id) ?? 0) + e.estimated_amount)
+  return out
 }
 
 function dedupe<E extends { event_id: string }> (events: E[]): E[] {

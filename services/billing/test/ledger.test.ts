@@ -44,7 +44,7 @@ t.test('one batch with many users and repeated events applies each once, in orde
   const evs = [usageEvent(2, { prompt_tokens: 5 }), usageEvent(1, { prompt_tokens: 7 }), usageEvent(2, { prompt_tokens: 1, completion_tokens: 0 })]
   const first = await deps.db.transaction().execute((trx) => applyUsageEvents(trx, [...evs, evs[0]], deps.rules))
   t.same([...first.outcomes.values()], ['applied', 'applied', 'applied'])
-  t.same(first.balances.get(2), { balance: 1000 - 10 - 1, version: 3 })
+  t.same(first.balances.get(2), { balance: 1000 - 10 - 1, chat_applied: 0, version: 3 })
   const second = await deps.db.transaction().execute((trx) => applyUsageEvents(trx, evs, deps.rules))
   t.same([...second.outcomes.values()], ['duplicate', 'duplicate', 'duplicate'])
   t.equal(second.balances.size, 0)
@@ -52,6 +52,31 @@ t.test('one batch with many users and repeated events applies each once, in orde
   const zero = usageEvent(3, { prompt_tokens: 0, completion_tokens: 0 })
   await deps.db.transaction().execute((trx) => applyUsageEvents(trx, [zero], deps.rules))
   t.match(await ledgerOf(deps, 3), [{ kind: 'signup_bonus' }], 'a free exchange leaves no usage row (but opens the account)')
+  t.same((await auditLedger(deps.db)).breaks, [])
+})
+
+t.test('chat_applied sums the applied events\' estimated_amount in the same commit as the balance; duplicates and rollbacks add nothing', async (t) => {
+  const env = await testEnv(t, { SIGNUP_BONUS: '100', MODEL_PRICES: '{"free":{"input":0,"output":0}}' })
+  const { deps } = await testDeps(t, env)
+  const account = () => deps.db.selectFrom('accounts').select(['balance', 'chat_applied']).where('user_id', '=', 9).executeTakeFirstOrThrow()
+  const a = usageEvent(9, { prompt_tokens: 10, completion_tokens: 5, estimated_amount: 15 })
+  const b = usageEvent(9, { prompt_tokens: 3, completion_tokens: 1, estimated_amount: 4 })
+  const old = usageEvent(9, { prompt_tokens: 2, completion_tokens: 0 })
+  const first = await deps.db.transaction().execute((trx) => applyUsageEvents(trx, [a, b, a, old], deps.rules))
+  t.same(first.balances.get(9), { balance: 100 - 15 - 4 - 2, chat_applied: 19, version: 4 }, 'the pair the Redis copy gets comes from one UPDATE')
+  t.same(await account(), { balance: 79, chat_applied: 19 })
+  await deps.db.transaction().execute((trx) => applyUsageEvents(trx, [a, b], deps.rules))
+  t.same(await account(), { balance: 79, chat_applied: 19 }, 'a replayed event adds nothing')
+  // A batch that fails after applying rolls back chat_applied with the balance.
+  await t.rejects(deps.db.transaction().execute(async (trx) => {
+    await applyUsageEvents(trx, [usageEvent(9, { estimated_amount: 15 })], deps.rules)
+    throw new Error('boom')
+  }))
+  t.same(await account(), { balance: 79, chat_applied: 19 })
+  // Billing prices an event at 0 (its own MODEL_PRICES) while chat priced it: chat_applied still moves, or chat would count it pending forever.
+  const free = await deps.db.transaction().execute((trx) => applyUsageEvents(trx, [usageEvent(9, { model: 'free', estimated_amount: 6 })], deps.rules))
+  t.same(free.balances.get(9), { balance: 79, chat_applied: 25, version: 5 })
+  t.same(await account(), { balance: 79, chat_applied: 25 })
   t.same((await auditLedger(deps.db)).breaks, [])
 })
 

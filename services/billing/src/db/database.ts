@@ -10,6 +10,8 @@ export interface AccountsTable {
   balance: number
   /** Bumped with every balance change; orders the Redis copies. */
   version: number
+  /** Sum of `estimated_amount` over the usage events applied here (chat's prices); moves with balance in one commit. */
+  chat_applied: ColumnType<number, number | undefined, number>
   created_at: ColumnType<Date, never, never>
   updated_at: ColumnType<Date, never, Date>
 }

@@ -1,13 +1,13 @@
-// Internal routes (never routed by the gateway): balances for auth and chat, applied usage for usage:reconcile.
+// Internal routes (never routed by the gateway): balances (with chat_applied) for auth and chat, applied usage for usage:reconcile.
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { Subjects } from '@chat-platform/contracts'
+import { InternalBalanceSchema, Subjects } from '@chat-platform/contracts'
 import { notFound } from '@chat-platform/platform'
 import type { BillingDeps } from '../deps.ts'
 import { readBalance } from '../ledger.ts'
 import { writeBalanceCache } from '../balance-cache.ts'
 import { listProcessedEventIds } from '../db/repositories/processed-events.ts'
-import { InternalBalanceSchema, problems, UsageEventsQuerySchema, UsageEventsResponseSchema, UserIdParamsSchema } from './schemas.ts'
+import { problems, UsageEventsQuerySchema, UsageEventsResponseSchema, UserIdParamsSchema } from './schemas.ts'
 
 export async function internalRoutes (fastify: FastifyInstance, opts: { deps: BillingDeps }) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
@@ -21,7 +21,7 @@ export async function internalRoutes (fastify: FastifyInstance, opts: { deps: Bi
     const acc = await readBalance(db, userId, rules)
     // A read is how the cache gets warm again after its TTL; the version guard keeps it from going back in time.
     await writeBalanceCache(redis, new Map([[userId, acc]]), request.log)
-    return { user_id: userId, balance: acc.balance }
+    return { user_id: userId, balance: acc.balance, chat_applied: acc.chat_applied }
   })
 
   app.get('/internal/usage-events', {

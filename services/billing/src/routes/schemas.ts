@@ -10,6 +10,5 @@ export const RechargeHeadersSchema = Type.Object({
 })
 
 export const UserIdParamsSchema = Type.Object({ user_id: Id })
-export const InternalBalanceSchema = Type.Object({ user_id: Id, balance: Type.Integer() })
 export const UsageEventsQuerySchema = Type.Object({ since: Timestamp, until: Type.Optional(Timestamp) })
 export const UsageEventsResponseSchema = Type.Object({ event_ids: Type.Array(Type.String()) })

@@ -9,7 +9,7 @@ import { testEnv, testDeps, usageEvent, registeredEvent, publisher, ledgerOf } f
 import { auditLedger } from '../../src/audit.ts'
 import { buildApp } from '../../src/app.ts'
 import { loadBillingConfig } from '../../src/config.ts'
-import { balanceKey } from '../../src/balance-cache.ts'
+import { balanceCacheKey as balanceKey } from '@chat-platform/contracts'
 import { createUsageConsumer, USAGE_CONSUMER } from '../../src/events/usage-recorded.consumer.ts'
 
 const usageRows = async (deps: Awaited<ReturnType<typeof testDeps>>['deps']) =>
@@ -41,7 +41,7 @@ t.test('a usage event is priced, described and applied with its provenance; the 
     source_id: ev.event_id
   })
   t.match(rows.find((r) => r.event_id === est.event_id), { change_amount: -7, description: '对话消耗 · other · 输入 3 + 输出 4 · 估算', usage_source: 'estimated', input_ratio: 1 })
-  await waitFor(async () => (await deps.redis.get(balanceKey(1))) === String(1000 - 751 - 7), { what: 'redis copy' })
+  await waitFor(async () => (await deps.redis.get(balanceKey(1))) === `${1000 - 751 - 7}:0`, { what: 'redis copy' })
   t.equal(deps.consumers.usage.stats.applied, 2)
 })
 
@@ -164,7 +164,7 @@ t.test('overlapping batches (BILLING_BATCH_CONCURRENCY) charge the same users on
     const acc = await deps.db.selectFrom('accounts').select('balance').where('user_id', '=', userId).executeTakeFirstOrThrow()
     t.equal(acc.balance, balance, `user ${userId}`)
     // Commits reach Redis in any order; the version guard keeps the last one.
-    await waitFor(async () => (await deps.redis.get(balanceKey(userId))) === String(balance), { what: `redis copy of user ${userId}` })
+    await waitFor(async () => (await deps.redis.get(balanceKey(userId)))?.startsWith(`${balance}:`), { what: `redis copy of user ${userId}` })
   }
   t.same((await auditLedger(deps.db)).breaks, [])
 })
@@ -225,7 +225,7 @@ t.test('the signup bonus comes from auth.user.registered or the first access, wh
   t.match(await ledgerOf(deps, 20), [{ kind: 'signup_bonus', change_amount: 500, balance_after: 500, event_id: null }])
   t.match(await ledgerOf(deps, 21), [{ kind: 'signup_bonus', change_amount: 500 }, { kind: 'usage', change_amount: -10, balance_after: 490 }])
   t.equal((await ledgerOf(deps, 21)).length, 2)
-  await waitFor(async () => (await deps.redis.get(balanceKey(20))) === '500', { what: 'redis copy' })
+  await waitFor(async () => (await deps.redis.get(balanceKey(20))) === '500:0', { what: 'redis copy' })
 })
 
 t.test('stop() finishes the batches in flight; a restarted consumer resumes where the durable left off', async (t) => {

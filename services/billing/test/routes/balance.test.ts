@@ -2,7 +2,7 @@
 import t from 'tap'
 import { signTestToken } from '@chat-platform/platform/testing'
 import { buildTestApp, bearer, ledgerOf } from '../helper.ts'
-import { balanceKey } from '../../src/balance-cache.ts'
+import { balanceCacheKey as balanceKey } from '@chat-platform/contracts'
 
 t.test('the first read opens the account with the signup bonus, once, even when reads race', async (t) => {
   const { app, deps } = await buildTestApp(t, { SIGNUP_BONUS: '1000' })
@@ -14,7 +14,7 @@ t.test('the first read opens the account with the signup bonus, once, even when 
   const rows = await ledgerOf(deps, 7)
   t.equal(rows.length, 1)
   t.match(rows[0], { kind: 'signup_bonus', change_amount: 1000, balance_after: 1000, description: '注册赠送', source_id: '7' })
-  t.equal(await deps.redis.get(balanceKey(7)), '1000')
+  t.equal(await deps.redis.get(balanceKey(7)), '1000:0')
   const ttl = await deps.redis.ttl(balanceKey(7))
   t.ok(ttl > 86_000 && ttl <= 86_400, 'cached for a day')
 })

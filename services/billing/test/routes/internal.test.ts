@@ -2,15 +2,15 @@
 import t from 'tap'
 import { buildTestApp, usageEvent } from '../helper.ts'
 import { applyUsageEvents } from '../../src/ledger.ts'
-import { balanceKey } from '../../src/balance-cache.ts'
+import { balanceCacheKey as balanceKey } from '@chat-platform/contracts'
 
 t.test('GET /internal/balances/:user_id opens the account with the bonus and warms the Redis copy', async (t) => {
   const { app, deps } = await buildTestApp(t, { SIGNUP_BONUS: '300' })
   const res = await app.inject({ method: 'GET', url: '/internal/balances/12' })
   t.equal(res.statusCode, 200)
-  t.same(res.json(), { user_id: 12, balance: 300 })
-  t.same((await app.inject({ method: 'GET', url: '/internal/balances/12' })).json(), { user_id: 12, balance: 300 }, 'no second bonus')
-  t.equal(await deps.redis.get(balanceKey(12)), '300')
+  t.same(res.json(), { user_id: 12, balance: 300, chat_applied: 0 })
+  t.same((await app.inject({ method: 'GET', url: '/internal/balances/12' })).json(), { user_id: 12, balance: 300, chat_applied: 0 }, 'no second bonus')
+  t.equal(await deps.redis.get(balanceKey(12)), '300:0')
   t.equal((await app.inject({ method: 'GET', url: '/internal/balances/abc' })).statusCode, 400)
   t.equal((await app.inject({ method: 'GET', url: '/internal/balances/0' })).statusCode, 400)
 })
@@ -19,9 +19,9 @@ t.test('an older balance never overwrites a newer one in Redis', async (t) => {
   const { deps } = await buildTestApp(t)
   const { writeBalanceCache } = await import('../../src/balance-cache.ts')
   const log = { warn () {} }
-  await writeBalanceCache(deps.redis, new Map([[5, { balance: 70, version: 3 }]]), log)
-  await writeBalanceCache(deps.redis, new Map([[5, { balance: 90, version: 2 }]]), log)
-  t.equal(await deps.redis.get(balanceKey(5)), '70')
+  await writeBalanceCache(deps.redis, new Map([[5, { balance: 70, chat_applied: 4, version: 3 }]]), log)
+  await writeBalanceCache(deps.redis, new Map([[5, { balance: 90, chat_applied: 2, version: 2 }]]), log)
+  t.equal(await deps.redis.get(balanceKey(5)), '70:4')
 })
 
 t.test('GET /internal/usage-events lists applied usage events by occurred_at', async (t) => {

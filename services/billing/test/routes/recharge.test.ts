@@ -1,7 +1,7 @@
 // POST /api/billing/recharge: validation, RECHARGE_POLICY self/admin, Idempotency-Key (replay, conflict, concurrency).
 import t from 'tap'
 import { buildTestApp, bearer, ledgerOf } from '../helper.ts'
-import { balanceKey } from '../../src/balance-cache.ts'
+import { balanceCacheKey as balanceKey } from '@chat-platform/contracts'
 import { auditLedger } from '../../src/audit.ts'
 import { loadBillingConfig } from '../../src/config.ts'
 
@@ -14,7 +14,7 @@ t.test('a recharge credits once, writes a 充值 row after the signup bonus and 
   t.same(res.json(), { message: '充值成功', balance: 1500 })
   const rows = await ledgerOf(deps, 1)
   t.match(rows, [{ kind: 'signup_bonus', change_amount: 1000, balance_after: 1000 }, { kind: 'recharge', change_amount: 500, balance_after: 1500, description: '充值' }])
-  t.equal(await deps.redis.get(balanceKey(1)), '1500')
+  t.equal(await deps.redis.get(balanceKey(1)), '1500:0')
 })
 
 t.test('amount must be an integer from 1 to 1,000,000', async (t) => {

@@ -23,20 +23,21 @@ export async function lockAccounts (db: Db, userIds: number[]): Promise<void> {
 }
 
 /**
- * Adds deltas to balances in one atomic UPDATE … RETURNING (the row lock it takes lasts until commit,
- * so the returned balance is the one the ledger rows of this transaction must end at).
+ * Adds deltas to balances (and to `chat_applied`) in one atomic UPDATE … RETURNING (the row lock it takes
+ * lasts until commit, so the returned balance is the one the ledger rows of this transaction must end at).
  */
-export async function addToBalances (db: Db, changes: { user_id: number, delta: number, rows: number }[]): Promise<Map<number, { balance: number, version: number }>> {
+export async function addToBalances (db: Db, changes: { user_id: number, delta: number, rows: number, applied?: number }[]): Promise<Map<number, { balance: number, chat_applied: number, version: number }>> {
   if (changes.length === 0) return new Map()
-  const { rows } = await sql<{ user_id: number, balance: number, version: number }>`
+  const { rows } = await sql<{ user_id: number, balance: number, chat_applied: number, version: number }>`
     update accounts a
-    set balance = a.balance + d.delta, version = a.version + d.n, updated_at = now()
-    from unnest(${changes.map((c) => c.user_id)}::bigint[], ${changes.map((c) => c.delta)}::bigint[], ${changes.map((c) => c.rows)}::bigint[]) as d(user_id, delta, n)
+    set balance = a.balance + d.delta, chat_applied = a.chat_applied + d.applied, version = a.version + d.n, updated_at = now()
+    from unnest(${changes.map((c) => c.user_id)}::bigint[], ${changes.map((c) => c.delta)}::bigint[], ${changes.map((c) => c.rows)}::bigint[], ${changes.map((c) => c.applied ?? 0)}::bigint[]) as d(user_id, delta, n, applied)
     where a.user_id = d.user_id
-    returning a.user_id, a.balance, a.version`.execute(db)
-  return new Map(rows.map((r) => [Number(r.user_id), { balance: Number(r.balance), version: Number(r.version) }]))
+    returning a.user_id, a.balance, a.chat_applied, a.version`.execute(db)
+  return new Map(rows.map((r) => [Number(r.user_id), { balance: Number(r.balance), chat_applied: Number(r.chat_applied), version: Number(r.version) }]))
 }
 
-export async function selectAccount (db: Db, userId: number) {
-  return await db.selectFrom('accounts').select(['user_id', 'balance', 'version']).where('user_id', '=', userId).executeTakeFirst()
+export async function selectAccount (db: Db, userId: number): Promise<{ balance: number, chat_applied: number, version: number } | undefined> {
+  const row = await db.selectFrom('accounts').select(['balance', 'chat_applied', 'version']).where('user_id', '=', userId).executeTakeFirst()
+  return row && { balance: Number(row.balance), chat_applied: Number(row.chat_applied), version: Number(row.version) }
 }
