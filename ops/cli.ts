@@ -1,15 +1,16 @@
 // `pnpm ops <command>`: billing:replay, billing:audit, usage:reconcile (configured by the services' env vars).
 import { parseArgs } from 'node:util'
+import { ServiceCallError } from '@chat-platform/platform'
 import { createOpsContext, type OpsContext } from './context.ts'
 import { billingAudit } from './commands/billing-audit.ts'
 import { billingReplay } from './commands/billing-replay.ts'
-import { usageReconcile } from './commands/usage-reconcile.ts'
+import { DEFAULT_GRACE_SECONDS, usageReconcile } from './commands/usage-reconcile.ts'
 
 const USAGE = `usage:
   pnpm ops billing:replay (--since <ISO time> | --from-seq <n>) [--until <ISO time>] [--dry-run]
   pnpm ops billing:audit
   pnpm ops usage:reconcile --since <ISO time> [--until <ISO time>] [--dry-run]
-env: DATABASE_URL, NATS_URL, EVENTS_NAMESPACE, REDIS_URL, REDIS_PREFIX, CHAT_URL, BILLING_URL, SIGNUP_BONUS, MODEL_PRICES`
+env: DATABASE_URL, NATS_URL, EVENTS_NAMESPACE, REDIS_URL, REDIS_PREFIX, CHAT_URL, BILLING_URL, INTERNAL_TOKEN, SIGNUP_BONUS, MODEL_PRICES`
 
 export class UsageError extends Error {}
 
@@ -56,6 +57,12 @@ export async function runOps (argv: string[], ctx: () => OpsContext): Promise<nu
       const c = ctx()
       try {
         const r = await usageReconcile(c, { since, until: time('until', values.until), dryRun })
+        if (r.empty) {
+          c.out(values.until === undefined
+            ? `nothing settled yet: --since ${r.since.toISOString()} is within the last ${DEFAULT_GRACE_SECONDS} s (events that recent may still be on their way; give --until to include them)`
+            : `nothing to compare: --since ${r.since.toISOString()} is not before --until ${r.until.toISOString()}`)
+          return 0
+        }
         c.out(`chat recorded ${r.recorded}, billing applied ${r.applied}, missing ${r.missing.length}${dryRun ? ' (dry run: nothing requeued)' : `, requeued ${r.requeued}`}`)
         for (const id of r.missing.slice(0, 20)) c.out(`  missing ${id}`)
         if (r.missing.length > 20) c.out(`  … and ${r.missing.length - 20} more`)
@@ -67,11 +74,18 @@ export async function runOps (argv: string[], ctx: () => OpsContext): Promise<nu
   }
 }
 
+/** What the CLI prints for a failed command (exit 2): usage mistakes with the usage, a failed call with its service, status and detail. */
+export function failureMessage (err: unknown): string {
+  if (err instanceof UsageError || (err as Error).name === 'ConfigError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS')) return `${(err as Error).message}\n${USAGE}`
+  if (err instanceof ServiceCallError) return `ops failed: ${err.describe()}`
+  return `ops failed: ${(err as Error).stack ?? String(err)}`
+}
+
 if (import.meta.url === `file://${process.argv[1]}`) {
   try {
     process.exitCode = await runOps(process.argv.slice(2), () => createOpsContext())
   } catch (err) {
-    process.stderr.write(err instanceof UsageError || (err as Error).name === 'ConfigError' || (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? `${(err as Error).message}\n${USAGE}\n` : `ops failed: ${(err as Error).stack ?? String(err)}\n`)
+    process.stderr.write(`${failureMessage(err)}\n`)
     process.exitCode = 2
   }
 }

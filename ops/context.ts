@@ -1,7 +1,7 @@
 // What an ops command runs with: the billing configuration (same env vars) and connections, opened on demand.
 import type { Kysely } from 'kysely'
 import type { NatsConnection } from '@nats-io/transport-node'
-import { connectNats, createDb, createRedis, type Redis } from '@chat-platform/platform'
+import { connectNats, createDb, createRedis, setInternalToken, type Redis } from '@chat-platform/platform'
 import { loadBillingConfig, type BillingConfig } from '@chat-platform/billing/config.ts'
 import { SCHEMA, type Database } from '@chat-platform/billing/db/database.ts'
 import pino, { type Logger } from 'pino'
@@ -18,6 +18,8 @@ export interface OpsContext {
 
 export function createOpsContext (env: Record<string, string | undefined> = process.env, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): OpsContext {
   const config = loadBillingConfig(env)
+  // Calls to chat's and billing's /internal/ routes carry INTERNAL_TOKEN.
+  setInternalToken(config.INTERNAL_TOKEN)
   const log = pino({ level: env.LOG_LEVEL ?? 'warn' }, pino.destination(2))
   let db: Kysely<Database> | undefined
   let nc: Promise<NatsConnection> | undefined

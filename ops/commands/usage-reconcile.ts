@@ -4,25 +4,39 @@ import { callService } from '@chat-platform/platform'
 import type { OpsContext } from '../context.ts'
 
 export interface ReconcileOptions { since: Date, until?: Date, dryRun?: boolean, graceSeconds?: number }
-export interface ReconcileResult { recorded: number, applied: number, missing: string[], requeued: number }
+export interface ReconcileResult {
+  since: Date
+  until: Date
+  /** The window holds nothing settled yet (`until` not after `since`): nothing was asked or compared. */
+  empty: boolean
+  recorded: number
+  applied: number
+  missing: string[]
+  requeued: number
+}
 
 const CHUNK = 500
+export const DEFAULT_GRACE_SECONDS = 60
 
 export async function usageReconcile (ctx: OpsContext, opts: ReconcileOptions): Promise<ReconcileResult> {
   // Without --until, the newest events are left out: they may simply still be on their way.
-  const until = opts.until ?? new Date(Date.now() - (opts.graceSeconds ?? 60) * 1000)
+  const until = opts.until ?? new Date(Date.now() - (opts.graceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000)
+  if (until.getTime() <= opts.since.getTime()) {
+    return { since: opts.since, until, empty: true, recorded: 0, applied: 0, missing: [], requeued: 0 }
+  }
   const range = new URLSearchParams({ since: opts.since.toISOString(), until: until.toISOString() })
   const timeoutMs = 30_000
-  const chat = await callService<{ events: { event_id: string, occurred_at: string }[] }>(ctx.config.CHAT_URL, `/internal/usage?${range}`, { timeoutMs })
-  const billing = await callService<{ event_ids: string[] }>(ctx.config.BILLING_URL, `/internal/usage-events?${range}`, { timeoutMs })
+  const chatAt = { service: `chat (${ctx.config.CHAT_URL})`, timeoutMs }
+  const chat = await callService<{ events: { event_id: string, occurred_at: string }[] }>(ctx.config.CHAT_URL, `/internal/usage?${range}`, chatAt)
+  const billing = await callService<{ event_ids: string[] }>(ctx.config.BILLING_URL, `/internal/usage-events?${range}`, { service: `billing (${ctx.config.BILLING_URL})`, timeoutMs })
   const have = new Set(billing.event_ids)
   const missing = chat.events.map((e) => e.event_id).filter((id) => !have.has(id))
   let requeued = 0
   if (!opts.dryRun) {
     for (let i = 0; i < missing.length; i += CHUNK) {
-      const res = await callService<{ requeued: number }>(ctx.config.CHAT_URL, '/internal/usage/republish', { method: 'POST', body: { event_ids: missing.slice(i, i + CHUNK) }, timeoutMs })
+      const res = await callService<{ requeued: number }>(ctx.config.CHAT_URL, '/internal/usage/republish', { ...chatAt, method: 'POST', body: { event_ids: missing.slice(i, i + CHUNK) } })
       requeued += res.requeued
     }
   }
-  return { recorded: chat.events.length, applied: billing.event_ids.length, missing, requeued }
+  return { since: opts.since, until, empty: false, recorded: chat.events.length, applied: billing.event_ids.length, missing, requeued }
 }

@@ -8,18 +8,22 @@ import { testEnv, testDeps } from '../../services/billing/test/helper.ts'
 import { buildTestApp as buildChat } from '../../services/chat/test/helper.ts'
 import { loadBillingConfig } from '@chat-platform/billing/config.ts'
 import { buildApp } from '@chat-platform/billing/app.ts'
-import { runOps } from '../cli.ts'
+import { ServiceCallError } from '@chat-platform/platform'
+import { failureMessage, runOps } from '../cli.ts'
 import { opsContext } from './helper.ts'
 
+const INTERNAL_TOKEN = 'reconcile-test-internal-token'
+
 t.test('events billing never received are re-published by chat and then applied; a second run finds none', async (t) => {
-  const env = await testEnv(t)
+  // Both services and ops share INTERNAL_TOKEN: every internal call below carries it.
+  const env = await testEnv(t, { INTERNAL_TOKEN })
   const { deps } = await testDeps(t, env)
   const billing = buildApp(deps, loadBillingConfig(env))
   t.teardown(() => billing.close())
   const billingUrl = await billing.listen({ port: 0, host: '127.0.0.1' })
   await deps.start()
 
-  const chat = await buildChat(t, { EVENTS_NAMESPACE: env.EVENTS_NAMESPACE, BILLING_URL: billingUrl })
+  const chat = await buildChat(t, { EVENTS_NAMESPACE: env.EVENTS_NAMESPACE, BILLING_URL: billingUrl, INTERNAL_TOKEN })
   const chatUrl = await chat.app.listen({ port: 0, host: '127.0.0.1' })
   const since = new Date(Date.now() - 60_000).toISOString()
 
@@ -53,10 +57,50 @@ t.test('events billing never received are re-published by chat and then applied;
   const again = opsContext({ ...env, ...urls })
   t.equal(await runOps(args, again.make), 0)
   t.same(again.lines, ['chat recorded 5, billing applied 5, missing 0, requeued 0'])
+
+  const wrongToken = opsContext({ ...env, ...urls, INTERNAL_TOKEN: 'not-the-internal-token' })
+  const refused = await runOps(args, wrongToken.make).catch((e) => e)
+  t.type(refused, ServiceCallError)
+  t.equal(failureMessage(refused), `ops failed: chat (${chatUrl}) GET /internal/usage answered 403 forbidden: The internal token is wrong.`)
 })
 
-t.test('an unreachable service fails the run instead of reporting a false gap', async (t) => {
+t.test('an unreachable service fails the run instead of reporting a false gap, naming the service and the cause', async (t) => {
   const env = await testEnv(t)
-  const ops = opsContext({ ...env, CHAT_URL: 'http://127.0.0.1:1', BILLING_URL: 'http://127.0.0.1:1' })
-  await t.rejects(runOps(['usage:reconcile', '--since', '2030-01-01T00:00:00Z'], ops.make), { code: 'service_unavailable' })
+  const ops = opsContext({ ...env, CHAT_URL: 'http://127.0.0.1:9', BILLING_URL: 'http://127.0.0.1:9' })
+  const err = await runOps(['usage:reconcile', '--since', '2020-01-01T00:00:00Z'], ops.make).catch((e) => e)
+  t.match(err, { code: 'service_unavailable', service: 'chat (http://127.0.0.1:9)', status: null })
+  t.match(failureMessage(err), /^ops failed: chat \(http:\/\/127\.0\.0\.1:9\) GET \/internal\/usage: no answer \(.+\)$/)
+})
+
+t.test('a service that answers an error: the run fails with its name, status and detail', async (t) => {
+  const env = await testEnv(t)
+  const { deps } = await testDeps(t, env)
+  const billing = buildApp(deps, loadBillingConfig(env))
+  t.teardown(() => billing.close())
+  const billingUrl = await billing.listen({ port: 0, host: '127.0.0.1' })
+  const chat = await buildChat(t, { EVENTS_NAMESPACE: env.EVENTS_NAMESPACE, BILLING_URL: billingUrl })
+  const chatUrl = await chat.app.listen({ port: 0, host: '127.0.0.1' })
+  // Billing's database is gone: its /internal/usage-events answers 503 with a problem.
+  await deps.db.destroy()
+  const ops = opsContext({ ...env, CHAT_URL: chatUrl, BILLING_URL: billingUrl })
+  const err = await runOps(['usage:reconcile', '--since', '2020-01-01T00:00:00Z'], ops.make).catch((e) => e)
+  t.type(err, ServiceCallError)
+  t.match(failureMessage(err), new RegExp(`^ops failed: billing \\(${billingUrl.replace(/[.:/]/g, '\\$&')}\\) GET /internal/usage-events answered 5\\d\\d \\w+: .+`))
+})
+
+t.test('a window with nothing settled yet exits 0 and says so, asking no service', async (t) => {
+  const env = await testEnv(t)
+  // Nothing listens here: a call would fail the run.
+  const urls = { CHAT_URL: 'http://127.0.0.1:9', BILLING_URL: 'http://127.0.0.1:9' }
+  const recentSince = new Date(Date.now() - 10_000).toISOString()
+  const recent = opsContext({ ...env, ...urls })
+  t.equal(await runOps(['usage:reconcile', '--since', recentSince], recent.make), 0)
+  t.same(recent.lines, [`nothing settled yet: --since ${recentSince} is within the last 60 s (events that recent may still be on their way; give --until to include them)`])
+
+  const inverted = opsContext({ ...env, ...urls })
+  t.equal(await runOps(['usage:reconcile', '--since', '2030-01-02T00:00:00Z', '--until', '2030-01-01T00:00:00Z'], inverted.make), 0)
+  t.same(inverted.lines, ['nothing to compare: --since 2030-01-02T00:00:00.000Z is not before --until 2030-01-01T00:00:00.000Z'])
+
+  const same = opsContext({ ...env, ...urls })
+  t.equal(await runOps(['usage:reconcile', '--since', '2030-01-01T00:00:00Z', '--until', '2030-01-01T00:00:00Z', '--dry-run'], same.make), 0, 'an empty window')
 })

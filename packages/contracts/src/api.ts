@@ -78,3 +78,8 @@ export const ChatMessageSchema = Type.Object({
   created_at: Timestamp
 })
 export type ChatMessage = Static<typeof ChatMessageSchema>
+
+// internal (never routed by the gateway)
+/** Routes under this prefix answer only calls carrying INTERNAL_TOKEN (when it is set) in INTERNAL_TOKEN_HEADER. */
+export const INTERNAL_PATH_PREFIX = '/internal/'
+export const INTERNAL_TOKEN_HEADER = 'x-internal-token'

@@ -22,10 +22,16 @@ export function loadConfig<T extends TProperties> (schema: TObject<T>, env: Reco
   if (!Value.Check(schema, value)) {
     const problems = Value.Errors(schema, value).map((e) => {
       const name = e.instancePath.replace(/^\//, '') || (e.params as { requiredProperties?: string[] }).requiredProperties?.join(', ') || '(root)'
-      const shown = typeof (value as Record<string, unknown>)[name] === 'string' && /KEY|SECRET|PASSWORD/.test(name) ? '(hidden)' : JSON.stringify((value as Record<string, unknown>)[name])
+      const shown = typeof (value as Record<string, unknown>)[name] === 'string' && /KEY|SECRET|PASSWORD|_TOKEN$/.test(name) ? '(hidden)' : JSON.stringify((value as Record<string, unknown>)[name])
       return `${name}: ${e.message} (got ${shown})`
     })
     throw new ConfigError(problems)
+  }
+  // Secrets a development machine may leave unset (open) but production must not.
+  const loaded = value as Record<string, unknown>
+  if (loaded.NODE_ENV === 'production') {
+    const missing = Object.entries(schema.properties).filter(([k, s]) => (s as { requiredInProduction?: boolean }).requiredInProduction && loaded[k] === undefined)
+    if (missing.length > 0) throw new ConfigError(missing.map(([k, s]) => `${k}: required when NODE_ENV=production (${(s as { description?: string }).description ?? 'unset means open'})`))
   }
   return value as Static<TObject<T>>
 }
@@ -59,6 +65,14 @@ export const RedisEnv = {
 export const JwtVerifyEnv = {
   JWT_PUBLIC_KEY: Type.Optional(Type.String({ minLength: 1 })),
   JWT_ISSUER: Type.String({ default: 'chat-platform', minLength: 1 })
+}
+/** The shared secret of internal calls (`/internal/*`): every service that serves or calls them, and ops. */
+export const InternalEnv = {
+  INTERNAL_TOKEN: Type.Optional(Type.String({
+    minLength: 16,
+    requiredInProduction: true,
+    description: 'the shared secret /internal/* routes require; unset outside production means they are open'
+  }))
 }
 export const OutboxEnv = {
   OUTBOX_POLL_MS: Type.Integer({ default: 1000, minimum: 10 }),

@@ -6,6 +6,8 @@ import { loggerOptions } from './logger.ts'
 import { validatorCompiler } from './validation.ts'
 import { errorHandlerPlugin } from './error-handler.ts'
 import { ProblemError } from './errors.ts'
+import { protectInternalRoutes } from './internal-auth.ts'
+import { setInternalToken } from './http-client.ts'
 
 export const BODY_LIMIT = 1024 * 1024
 /** Bodies declared larger than BODY_LIMIT but at most this are read and dropped before the 413. */
@@ -17,6 +19,11 @@ export interface HttpAppOptions {
   logLevel: string
   /** Extra Fastify options (tests pass `logger: false` through logLevel 'silent'). */
   fastify?: FastifyServerOptions
+  /**
+   * INTERNAL_TOKEN of a service: its /internal/ routes require it and its internal calls carry it. Services pass
+   * the key even when the value is unset (open, in development); the gateway serves no internal route and omits it.
+   */
+  internalToken?: string
 }
 
 type LogLevel = 'trace' | 'debug' | 'info' | 'warn' | 'error' | 'fatal'
@@ -89,6 +96,10 @@ export function createHttpApp (opts: HttpAppOptions) {
     ...opts.fastify
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(validatorCompiler())
+  if (Object.hasOwn(opts, 'internalToken')) {
+    protectInternalRoutes(app, opts.internalToken)
+    setInternalToken(opts.internalToken)
+  }
   // An empty body sent with a JSON content type is no body (the mini-program's wx.request sends that header on every
   // method, DELETE and GET included): it parses as `{}`, which is what an optional body means. Anything else goes
   // through Fastify's own parser (prototype-poisoning checks included).

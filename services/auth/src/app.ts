@@ -15,6 +15,7 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
   const app = createHttpApp({
     service: 'auth',
     logLevel: config.LOG_LEVEL,
+    internalToken: config.INTERNAL_TOKEN,
     // The gateway is the hop in front of us: its X-Forwarded-For gives the client IP for login throttling.
     fastify: { trustProxy: (_address: string, hop: number) => hop < config.TRUST_PROXY_HOPS, ...opts.fastify }
   })

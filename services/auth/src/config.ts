@@ -1,6 +1,6 @@
 // Auth service configuration: the environment, validated at boot.
 import { Type, type Static } from 'typebox'
-import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, OutboxEnv, ServiceUrlsEnv, Port, loadConfig } from '@chat-platform/platform'
+import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, OutboxEnv, ServiceUrlsEnv, InternalEnv, Port, loadConfig } from '@chat-platform/platform'
 
 export const AuthConfigSchema = Type.Object({
   ...CommonEnv,
@@ -10,6 +10,7 @@ export const AuthConfigSchema = Type.Object({
   ...JwtVerifyEnv,
   ...OutboxEnv,
   ...ServiceUrlsEnv,
+  ...InternalEnv,
   PORT: Port(3001),
   /** Ed25519 PKCS#8 PEM (`\n` escapes accepted); unset outside production: the dev pair in .keys/. */
   JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1 })),

@@ -12,7 +12,7 @@ import { internalRoutes } from './routes/internal.ts'
 export interface BuildOptions { fastify?: FastifyServerOptions }
 
 export function buildApp (deps: BillingDeps, config: BillingConfig, opts: BuildOptions = {}) {
-  const app = createHttpApp({ service: 'billing', logLevel: config.LOG_LEVEL, fastify: opts.fastify })
+  const app = createHttpApp({ service: 'billing', logLevel: config.LOG_LEVEL, fastify: opts.fastify, internalToken: config.INTERNAL_TOKEN })
   app.register(openapiPlugin, { service: 'billing' })
   app.register(healthPlugin, {
     service: 'billing',

@@ -1,6 +1,6 @@
 // Billing service configuration: the environment, validated at boot.
 import { Type, type Static } from 'typebox'
-import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, ServiceUrlsEnv, Port, loadConfig, ConfigError } from '@chat-platform/platform'
+import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, ServiceUrlsEnv, InternalEnv, Port, loadConfig, ConfigError } from '@chat-platform/platform'
 import { parseModelPrices, type ModelPrices } from './pricing.ts'
 
 export const BillingEnvSchema = Type.Object({
@@ -10,6 +10,7 @@ export const BillingEnvSchema = Type.Object({
   ...RedisEnv,
   ...JwtVerifyEnv,
   ...ServiceUrlsEnv,
+  ...InternalEnv,
   PORT: Port(3003),
   SIGNUP_BONUS: Type.Integer({ default: 1000, minimum: 0, maximum: 1_000_000_000 }),
   /** self | admin; unset means admin when NODE_ENV=production, self otherwise. */

@@ -7,7 +7,7 @@ import { messageRoutes } from './routes/messages.ts'
 import { internalUsageRoutes } from './routes/internal-usage.ts'
 
 export function buildApp (deps: ChatDeps, config: ChatConfig) {
-  const app = createHttpApp({ service: 'chat', logLevel: config.LOG_LEVEL })
+  const app = createHttpApp({ service: 'chat', logLevel: config.LOG_LEVEL, internalToken: config.INTERNAL_TOKEN })
   app.register(openapiPlugin, { service: 'chat' })
   app.register(healthPlugin, {
     service: 'chat',

@@ -1,6 +1,6 @@
 // Chat service configuration: the environment, validated at boot.
 import { Type, type Static } from 'typebox'
-import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, OutboxEnv, ServiceUrlsEnv, Port, loadConfig } from '@chat-platform/platform'
+import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, OutboxEnv, ServiceUrlsEnv, InternalEnv, Port, loadConfig } from '@chat-platform/platform'
 
 export const DEFAULT_SYSTEM_PROMPT = 'You are a helpful assistant. Answer in the language the user writes in.'
 
@@ -12,6 +12,7 @@ export const ChatConfigSchema = Type.Object({
   ...JwtVerifyEnv,
   ...OutboxEnv,
   ...ServiceUrlsEnv,
+  ...InternalEnv,
   PORT: Port(3002),
   /** Unset: the built-in offline simulator answers (see src/llm/simulator.ts). */
   OPENAI_API_KEY: Type.Optional(Type.String({ minLength: 1 })),

@@ -61,9 +61,11 @@ t.test('RECHARGE_POLICY=admin: only an admin token, which may name user_id', asy
 })
 
 t.test('RECHARGE_POLICY defaults to admin in production and self elsewhere', async (t) => {
-  t.equal(loadBillingConfig({ NODE_ENV: 'production' }).RECHARGE_POLICY, 'admin')
+  const secret = { INTERNAL_TOKEN: 'production-internal-token' }
+  t.equal(loadBillingConfig({ NODE_ENV: 'production', ...secret }).RECHARGE_POLICY, 'admin')
   t.equal(loadBillingConfig({ NODE_ENV: 'development' }).RECHARGE_POLICY, 'self')
-  t.equal(loadBillingConfig({ NODE_ENV: 'production', RECHARGE_POLICY: 'self' }).RECHARGE_POLICY, 'self')
+  t.equal(loadBillingConfig({ NODE_ENV: 'production', RECHARGE_POLICY: 'self', ...secret }).RECHARGE_POLICY, 'self')
+  t.throws(() => loadBillingConfig({ NODE_ENV: 'production' }), /INTERNAL_TOKEN: required when NODE_ENV=production/, 'no internal token: refused')
   t.throws(() => loadBillingConfig({ RECHARGE_POLICY: 'anyone' }), /RECHARGE_POLICY/)
 })
 
