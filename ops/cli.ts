@@ -1,15 +1,18 @@
-// `pnpm ops <command>`: billing:replay, billing:audit, usage:reconcile (configured by the services' env vars).
+// `pnpm ops <command>`: billing:replay, billing:audit, usage:reconcile, admin:grant, admin:revoke (configured by the services' env vars).
 import { parseArgs } from 'node:util'
 import { ServiceCallError } from '@chat-platform/platform'
 import { createOpsContext, type OpsContext } from './context.ts'
 import { billingAudit } from './commands/billing-audit.ts'
 import { billingReplay } from './commands/billing-replay.ts'
 import { DEFAULT_GRACE_SECONDS, usageReconcile } from './commands/usage-reconcile.ts'
+import { adminRole } from './commands/admin-role.ts'
 
 const USAGE = `usage:
   pnpm ops billing:replay (--since <ISO time> | --from-seq <n>) [--until <ISO time>] [--dry-run]
   pnpm ops billing:audit
   pnpm ops usage:reconcile --since <ISO time> [--until <ISO time>] [--dry-run]
+  pnpm ops admin:grant <email>      (env: AUTH_DATABASE_URL, else DATABASE_URL)
+  pnpm ops admin:revoke <email>
 env: DATABASE_URL, NATS_URL, EVENTS_NAMESPACE, REDIS_URL, REDIS_PREFIX, CHAT_URL, BILLING_URL, INTERNAL_TOKEN, SIGNUP_BONUS, MODEL_PRICES`
 
 export class UsageError extends Error {}
@@ -24,6 +27,11 @@ function time (name: string, v: string | undefined): Date | undefined {
 /** Runs one command; returns the exit code. */
 export async function runOps (argv: string[], ctx: () => OpsContext): Promise<number> {
   const [command, ...rest] = argv
+  if (command === 'admin:grant' || command === 'admin:revoke') {
+    if (rest.length !== 1 || rest[0].startsWith('-') || !rest[0].trim()) throw new UsageError(`${command} takes one email address`)
+    const c = ctx()
+    try { return await adminRole(c, rest[0], command === 'admin:grant' ? 'grant' : 'revoke') } finally { await c.close() }
+  }
   const { values } = parseArgs({
     args: rest,
     strict: true,

@@ -1,5 +1,6 @@
 // The auth service as a Fastify app: registers everything explicitly, in order.
 import type { FastifyServerOptions } from 'fastify'
+import { Counter } from 'prom-client'
 import { createHttpApp, healthPlugin, openapiPlugin, jwtAuthPlugin, loadKeyPair, pingDb, pingNats, pingRedis } from '@chat-platform/platform'
 import type { AuthConfig } from './config.ts'
 import type { AuthDeps } from './deps.ts'
@@ -21,6 +22,7 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
   })
   const keys = loadKeyPair(config)
   const throttle = new LoginThrottle(deps.redis, {
+    maxPerEmailIp: config.LOGIN_MAX_FAILURES_PER_EMAIL_IP,
     maxPerEmail: config.LOGIN_MAX_FAILURES_PER_EMAIL,
     maxPerIp: config.LOGIN_MAX_FAILURES_PER_IP,
     windowSeconds: config.LOGIN_FAILURE_WINDOW_SECONDS
@@ -32,7 +34,10 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
     checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis) }
   })
   app.register(jwtAuthPlugin, { publicKey: keys.publicKey, privateKey: keys.privateKey, issuer: config.JWT_ISSUER, ttlSeconds: config.JWT_TTL })
-  app.register(authRoutes, { db: deps.db, redis: deps.redis, config, throttle })
+  // Every email login does exactly one argon2 verification, known email or not; this counts them.
+  const verifications = new Counter({ name: 'auth_password_verifications_total', help: 'argon2 password verifications (email logins, dummy hash included)', registers: [] })
+  app.after(() => { app.metrics.registerMetric(verifications) })
+  app.register(authRoutes, { db: deps.db, redis: deps.redis, config, throttle, verifications })
   app.register(profileRoutes, { db: deps.db, redis: deps.redis, config })
   app.register(internalRoutes, { db: deps.db })
   // The dummy hash is ready before the first login, so an unknown email never pays for making it.

@@ -1,6 +1,6 @@
 // Auth service configuration: the environment, validated at boot.
 import { Type, type Static } from 'typebox'
-import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, OutboxEnv, ServiceUrlsEnv, InternalEnv, Port, loadConfig } from '@chat-platform/platform'
+import { CommonEnv, ConfigError, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, OutboxEnv, ServiceUrlsEnv, InternalEnv, Port, loadConfig } from '@chat-platform/platform'
 
 export const AuthConfigSchema = Type.Object({
   ...CommonEnv,
@@ -15,16 +15,18 @@ export const AuthConfigSchema = Type.Object({
   /** Ed25519 PKCS#8 PEM (`\n` escapes accepted); unset outside production: the dev pair in .keys/. */
   JWT_PRIVATE_KEY: Type.Optional(Type.String({ minLength: 1 })),
   /** Access-token lifetime in seconds. */
-  JWT_TTL: Type.Integer({ default: 7 * 86400, minimum: 60, maximum: 90 * 86400 }),
-  /** Comma-separated emails whose tokens carry role "admin". */
-  ADMIN_EMAILS: Type.String({ default: '' }),
+  JWT_TTL: Type.Integer({ default: 3600, minimum: 60, maximum: 90 * 86400 }),
+  /** Lifetime of a token carrying role "admin" (the shorter of this and JWT_TTL). */
+  ADMIN_JWT_TTL: Type.Integer({ default: 3600, minimum: 60, maximum: 86400 }),
   WECHAT_APPID: Type.Optional(Type.String({ minLength: 1 })),
   WECHAT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
   WECHAT_API_BASE: Type.String({ default: 'https://api.weixin.qq.com', pattern: '^https?://' }),
   WECHAT_TIMEOUT_MS: Type.Integer({ default: 5_000, minimum: 100, maximum: 60_000 }),
-  /** Failed logins per email within the window before 429 (counted whether or not the email exists). */
-  LOGIN_MAX_FAILURES_PER_EMAIL: Type.Integer({ default: 10, minimum: 1 }),
-  /** Failed logins per client IP within the window before 429. */
+  /** Login attempts per (email, client IP) within the window before 429: the tight limit on guessing one password. */
+  LOGIN_MAX_FAILURES_PER_EMAIL_IP: Type.Integer({ default: 10, minimum: 1 }),
+  /** Login attempts per email across all client IPs within the window before 429: a ceiling high enough that one stranger cannot lock the owner out. */
+  LOGIN_MAX_FAILURES_PER_EMAIL: Type.Integer({ default: 100, minimum: 1 }),
+  /** Login attempts per client IP (any emails) within the window before 429. */
   LOGIN_MAX_FAILURES_PER_IP: Type.Integer({ default: 100, minimum: 1 }),
   LOGIN_FAILURE_WINDOW_SECONDS: Type.Integer({ default: 900, minimum: 1 }),
   /** Proxy hops in front of auth whose X-Forwarded-For is trusted for the client IP (1: the gateway). */
@@ -32,10 +34,13 @@ export const AuthConfigSchema = Type.Object({
 })
 export type AuthConfig = Static<typeof AuthConfigSchema>
 
-export const loadAuthConfig = (env: Record<string, string | undefined> = process.env): AuthConfig => loadConfig(AuthConfigSchema, env)
-
-/** ADMIN_EMAILS as a set of normalized addresses. */
-export const adminEmails = (config: AuthConfig): Set<string> =>
-  new Set(config.ADMIN_EMAILS.split(',').map((e) => normalizeEmail(e)).filter(Boolean))
+export function loadAuthConfig (env: Record<string, string | undefined> = process.env): AuthConfig {
+  // ADMIN_EMAILS made whoever registered a listed address first an admin. It is gone; a deployment still
+  // setting it is told so rather than silently losing (or, worse, believing it still grants) the role.
+  if (env.ADMIN_EMAILS?.trim()) {
+    throw new ConfigError(['ADMIN_EMAILS: no longer supported; grant the role with `pnpm ops admin:grant <email>` and unset it'])
+  }
+  return loadConfig(AuthConfigSchema, env)
+}
 
 export const normalizeEmail = (email: string): string => email.trim().toLowerCase()

@@ -20,10 +20,13 @@ export function dummyHash (): Promise<string> {
 
 /**
  * True only when `stored` is a hash and `password` matches it. With no stored hash (unknown email,
- * WeChat-only user) the dummy hash is verified anyway and the answer is false.
+ * WeChat-only user) the dummy hash is verified anyway and the answer is false: every call does exactly one
+ * argon2 verification, which `onVerify` (a metrics counter) is told about.
  */
-export async function verifyPassword (stored: string | null | undefined, password: string): Promise<boolean> {
-  const ok = await verify(stored ?? await dummyHash(), password).catch(() => false)
+export async function verifyPassword (stored: string | null | undefined, password: string, onVerify?: () => void): Promise<boolean> {
+  const target = stored ?? await dummyHash()
+  onVerify?.()
+  const ok = await verify(target, password).catch(() => false)
   return ok && !!stored
 }
 

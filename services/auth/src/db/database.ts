@@ -7,6 +7,8 @@ export const SCHEMA = 'auth'
 type CreatedAt = ColumnType<Date, never, never>
 type UpdatedAt = ColumnType<Date, never, Date>
 
+export type UserRole = 'user' | 'admin'
+
 export interface UsersTable {
   id: ColumnType<number, never, never>
   /** Lower-cased and trimmed; null for users who only ever signed in with WeChat. */
@@ -15,6 +17,8 @@ export interface UsersTable {
   password_hash: string | null
   nickname: string
   avatar_url: string | null
+  /** 'admin' only through `pnpm ops admin:grant`; nothing a user sends can set it. */
+  role: ColumnType<UserRole, UserRole | undefined, UserRole>
   created_at: CreatedAt
   updated_at: UpdatedAt
 }

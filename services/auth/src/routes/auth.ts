@@ -1,10 +1,11 @@
 // /api/auth: register, email-login, wechat-login, verify.
 import type { FastifyInstance } from 'fastify'
+import type { Counter } from 'prom-client'
 import type { Kysely } from 'kysely'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { EmailLoginBodySchema, RegisterResponseSchema, TokenResponseSchema, VerifyResponseSchema, WechatLoginBodySchema } from '@chat-platform/contracts'
 import { ProblemError, unauthorized, type Redis } from '@chat-platform/platform'
-import { adminEmails, normalizeEmail, type AuthConfig } from '../config.ts'
+import { normalizeEmail, type AuthConfig } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { findUserByEmail, findUserById, setUserPasswordHash } from '../db/repositories/users.ts'
 import { registerWithEmail, findOrCreateWechatUser } from '../accounts.ts'
@@ -15,12 +16,20 @@ import { code2Session } from '../wechat.ts'
 import type { LoginThrottle } from '../login-throttle.ts'
 import { problems, RegisterBodySchema, trimFields } from './schemas.ts'
 
-export interface AuthRoutesOptions { db: Kysely<Database>, redis: Redis, config: AuthConfig, throttle: LoginThrottle }
+export interface AuthRoutesOptions {
+  db: Kysely<Database>
+  redis: Redis
+  config: AuthConfig
+  throttle: LoginThrottle
+  /** Counts argon2 verifications (auth_password_verifications_total). */
+  verifications: Counter
+}
 
 export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOptions) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  const { db, redis, config, throttle } = opts
-  const admins = adminEmails(config)
+  const { db, redis, config, throttle, verifications } = opts
+  const lifetimes = { ttlSeconds: config.JWT_TTL, adminTtlSeconds: config.ADMIN_JWT_TTL }
+  const countVerification = () => verifications.inc()
 
   app.post('/api/auth/register', {
     schema: {
@@ -45,16 +54,23 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
     }
   }, async (request) => {
     const email = normalizeEmail(request.body.email)
-    await throttle.check(email, request.ip)
-    const user = await findUserByEmail(db, email)
-    // Unknown email or not: one argon2 verification, one answer.
-    if (!user || !await verifyPassword(user.password_hash, request.body.password)) {
-      await throttle.recordFailure(email, request.ip)
-      throw new ProblemError('invalid_credentials', 'The email or password is wrong.')
+    // Counted before anything is looked up or hashed: parallel guesses are throttled like sequential ones.
+    await throttle.attempt(email, request.ip)
+    let user: Awaited<ReturnType<typeof findUserByEmail>>
+    let ok: boolean
+    try {
+      user = await findUserByEmail(db, email)
+      // Always one argon2 verification (a dummy hash for an unknown email or a user without a password),
+      // so the answer and its timing say nothing about whether the email is registered.
+      ok = await verifyPassword(user?.password_hash, request.body.password, countVerification)
+    } catch (err) {
+      await throttle.undo(email, request.ip)
+      throw err
     }
-    await throttle.recordSuccess(email)
+    if (!user || !ok) throw new ProblemError('invalid_credentials', 'The email or password is wrong.')
+    await throttle.succeeded(email, request.ip)
     if (needsRehash(user.password_hash!)) await setUserPasswordHash(db, user.id, await hashPassword(request.body.password))
-    return issueAccessToken(app, user, admins)
+    return issueAccessToken(app, user, lifetimes)
   })
 
   app.post('/api/auth/wechat-login', {
@@ -70,7 +86,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
     const session = await code2Session({ base: config.WECHAT_API_BASE, appid: config.WECHAT_APPID, secret: config.WECHAT_SECRET, timeoutMs: config.WECHAT_TIMEOUT_MS }, request.body.code)
     const { user, created } = await findOrCreateWechatUser(db, config.WECHAT_APPID, session, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
     if (created) request.log.info({ user_id: user.id, via: 'wechat' }, 'user registered')
-    return issueAccessToken(app, user, admins)
+    return issueAccessToken(app, user, lifetimes)
   })
 
   app.get('/api/auth/verify', {

@@ -2,6 +2,7 @@
 import { Type } from 'typebox'
 import { Email, Password, Nickname, AvatarUrl, ProblemSchema } from '@chat-platform/contracts'
 import type { FastifyRequest } from 'fastify'
+import { normalizeEmail } from '../config.ts'
 
 /** Problem responses for the statuses a route can give (docs; the error handler serializes them). */
 export const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ProblemSchema]))
@@ -19,6 +20,6 @@ export const trimFields = (...fields: string[]) => async (request: FastifyReques
   if (!body || typeof body !== 'object' || Array.isArray(body)) return
   for (const f of fields) {
     const v = body[f]
-    if (typeof v === 'string') body[f] = f === 'email' ? v.trim().toLowerCase() : v.trim()
+    if (typeof v === 'string') body[f] = f === 'email' ? normalizeEmail(v) : v.trim()
   }
 }

@@ -1,8 +1,9 @@
-// POST /api/auth/email-login: the token's claims, admin role, 401 invalid_credentials alike for unknown emails, rehash.
+// POST /api/auth/email-login: the token's claims, the stored admin role and its short tokens, one hash check whatever the email, rehash.
 import t from 'tap'
 import { hash, parseOptions } from '@node-rs/argon2'
 import { buildTestApp, bearer } from '../helper.ts'
 import { decodeJwt } from '../jwt.ts'
+import { setUserRoleByEmail } from '../../src/db/repositories/users.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -32,12 +33,77 @@ t.test('a correct login returns an EdDSA bearer token with sub, iat, exp (JWT_TT
   t.equal(verify.statusCode, 200, 'the token is accepted by the service itself')
 })
 
-t.test('emails in ADMIN_EMAILS get role "admin"; others do not', async (t) => {
-  const s = await buildTestApp(t, { ADMIN_EMAILS: ' Root@Example.com , ops@example.com' })
-  const admin = await s.register({ email: 'root@example.com' })
-  const user = await s.register({ email: 'someone@example.com' })
-  t.equal(decodeJwt(await s.tokenFor(admin.email, admin.password)).payload.role, 'admin')
-  t.notOk(decodeJwt(await s.tokenFor(user.email, user.password)).payload.role)
+t.test('JWT_TTL defaults to one hour', async (t) => {
+  const s = await buildTestApp(t)
+  const u = await s.register()
+  const { payload } = decodeJwt(await s.tokenFor(u.email, u.password))
+  t.equal((payload.exp as number) - (payload.iat as number), 3600)
+})
+
+t.test('registering any address, however spelled, never gives an admin token', async (t) => {
+  const s = await buildTestApp(t)
+  const boss = await s.register({ email: '  BOSS@Example.com ' })
+  const row = await s.deps.db.selectFrom('users').select(['email', 'role']).where('id', '=', boss.user_id).executeTakeFirstOrThrow()
+  t.same(row, { email: 'boss@example.com', role: 'user' }, 'stored normalized, role user')
+  t.notOk('role' in decodeJwt(await s.tokenFor('boss@example.com', boss.password)).payload)
+  // A role smuggled into the registration body is dropped like any unknown field.
+  const sneaky = await s.app.inject({ method: 'POST', url: '/api/auth/register', payload: { email: 'sneaky@example.com', password: 'correct horse battery', nickname: 'x', role: 'admin' } })
+  t.equal(sneaky.statusCode, 200)
+  t.notOk('role' in decodeJwt(await s.tokenFor('sneaky@example.com', 'correct horse battery')).payload)
+})
+
+t.test('the stored role: granted, the next login is an admin token living ADMIN_JWT_TTL; revoked, the next login has no role', async (t) => {
+  const s = await buildTestApp(t, { JWT_TTL: '7200', ADMIN_JWT_TTL: '600' })
+  const u = await s.register({ email: 'root@example.com' })
+  const before = decodeJwt(await s.tokenFor(u.email, u.password)).payload
+  t.notOk('role' in before)
+  t.equal((before.exp as number) - (before.iat as number), 7200)
+
+  t.ok(await setUserRoleByEmail(s.deps.db, u.email, 'admin'))
+  const admin = decodeJwt(await s.tokenFor(u.email, u.password)).payload
+  t.equal(admin.role, 'admin')
+  t.equal((admin.exp as number) - (admin.iat as number), 600, 'exp = iat + ADMIN_JWT_TTL')
+  await s.seedBalance(u.user_id, 1)
+  const me = await s.app.inject({ url: '/api/auth/verify', headers: bearer(await s.tokenFor(u.email, u.password)) })
+  t.equal(me.statusCode, 200, 'the admin token is accepted')
+
+  t.ok(await setUserRoleByEmail(s.deps.db, u.email, 'user'))
+  const after = decodeJwt(await s.tokenFor(u.email, u.password)).payload
+  t.notOk('role' in after)
+  t.equal((after.exp as number) - (after.iat as number), 7200)
+  t.equal(await setUserRoleByEmail(s.deps.db, 'nobody@example.com', 'admin'), undefined, 'an unknown address changes nothing')
+})
+
+t.test('an admin token never outlives JWT_TTL when that is the shorter one', async (t) => {
+  const s = await buildTestApp(t, { JWT_TTL: '300', ADMIN_JWT_TTL: '3600' })
+  const u = await s.register()
+  await setUserRoleByEmail(s.deps.db, u.email, 'admin')
+  const { payload } = decodeJwt(await s.tokenFor(u.email, u.password))
+  t.equal(payload.role, 'admin')
+  t.equal((payload.exp as number) - (payload.iat as number), 300)
+})
+
+t.test('the role column refuses anything but user and admin', async (t) => {
+  const s = await buildTestApp(t)
+  const u = await s.register()
+  await t.rejects(s.deps.db.updateTable('users').set({ role: 'root' as 'admin' }).where('id', '=', u.user_id).execute(), { code: '23514' })
+})
+
+t.test('every login attempt costs exactly one argon2 verification: unknown email, wrong password, no password, right password', async (t) => {
+  const s = await buildTestApp(t)
+  const u = await s.register({ email: 'known@example.com' })
+  await s.deps.db.insertInto('users').values({ email: 'wechat-only@example.com', password_hash: null, nickname: 'wx' }).execute()
+  const cases: [string, string, number][] = [
+    ['nobody-here@example.com', 'not the password', 401],
+    [u.email, 'not the password', 401],
+    ['wechat-only@example.com', 'not the password', 401],
+    [u.email, u.password, 200]
+  ]
+  for (const [email, password, status] of cases) {
+    const before = await s.verifications()
+    t.equal((await s.login(email, password)).statusCode, status, email)
+    t.equal(await s.verifications() - before, 1, `${email}: one verification`)
+  }
 })
 
 t.test('a wrong password and an unknown email get the same 401 invalid_credentials', async (t) => {

@@ -2,9 +2,11 @@
 import type { Migration } from 'kysely'
 import { addOutboxLeaseMigration, createOutboxMigration } from '@chat-platform/platform'
 import { createUsersMigration } from './0002-users.ts'
+import { addUserRoleMigration } from './0004-user-role.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
   '0002_users': createUsersMigration,
-  '0003_outbox_lease': addOutboxLeaseMigration
+  '0003_outbox_lease': addOutboxLeaseMigration,
+  '0004_user_role': addUserRoleMigration
 }

@@ -1,6 +1,6 @@
 // Queries on `users`.
 import { sql, type Kysely } from 'kysely'
-import type { Database, NewUser, User } from '../database.ts'
+import type { Database, NewUser, User, UserRole } from '../database.ts'
 
 type Db = Kysely<Database>
 
@@ -31,4 +31,13 @@ export async function updateUserProfile (db: Db, id: number, fields: { nickname?
 
 export async function setUserPasswordHash (db: Db, id: number, passwordHash: string): Promise<void> {
   await db.updateTable('users').set({ password_hash: passwordHash }).where('id', '=', id).execute()
+}
+
+/** Sets the role of the user with this (normalized) email; undefined when nobody registered it. */
+export async function setUserRoleByEmail (db: Db, email: string, role: UserRole): Promise<Pick<User, 'id' | 'email' | 'role'> | undefined> {
+  return await db.updateTable('users')
+    .set({ role })
+    .where('email', '=', email)
+    .returning(['id', 'email', 'role'])
+    .executeTakeFirst()
 }
