@@ -1,9 +1,10 @@
-// The gateway as a Fastify app: health and metrics, JWT, CORS, /docs, then the public and authenticated trust zones.
+// The gateway as a Fastify app: the canonical-path check, health and metrics, JWT, CORS, /docs, then the public and authenticated trust zones.
 import fastifyCors from '@fastify/cors'
 import { createHttpApp, healthPlugin, jwtAuthPlugin, loadPublicKey, pingRedis } from '@chat-platform/platform'
 import { parseCorsOrigins, parseTrustProxy, type GatewayConfig } from './config.ts'
 import type { GatewayDeps } from './deps.ts'
 import { gatewayMetricsPlugin } from './plugins/gateway-metrics.ts'
+import { addCanonicalPathCheck, protectMetrics } from './plugins/edge-checks.ts'
 import docsRoutes from './routes/docs.ts'
 import publicRoutes from './routes/public.ts'
 import authenticatedRoutes from './routes/authenticated.ts'
@@ -13,6 +14,9 @@ export function buildApp (deps: GatewayDeps, config: GatewayConfig) {
   const app = createHttpApp({ service: 'gateway', logLevel: config.LOG_LEVEL, fastify: { trustProxy: parseTrustProxy(config.TRUST_PROXY) as never } })
   const { upstreams, redis } = deps
   app.decorateRequest('proxiedTo', null)
+  // First of all: a non-canonical path is refused before any zone sees it (DESIGN §6.1).
+  addCanonicalPathCheck(app)
+  protectMetrics(app, config.METRICS_TOKEN)
   app.register(healthPlugin, {
     service: 'gateway',
     timedElsewhere: isProxied,

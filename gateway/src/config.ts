@@ -10,6 +10,8 @@ export const GatewayConfigSchema = Type.Object({
   ...JwtVerifyEnv,
   ...ServiceUrlsEnv,
   PORT: Port(8080),
+  /** When set, GET /metrics needs `Authorization: Bearer <METRICS_TOKEN>`; unset, /metrics is open. */
+  METRICS_TOKEN: Type.Optional(Type.String({ minLength: 16 })),
   /** Which X-Forwarded-For hops to believe: false (default), true, a hop count, or comma-separated IPs/CIDRs. */
   TRUST_PROXY: Type.String({ default: 'false', minLength: 1 }),
   /** Comma-separated allowed origins ('*' for any); empty disables CORS. */

@@ -71,6 +71,24 @@ export function classify (err: FastifyError & { validation?: unknown[] }): { cod
   return { code: 'internal_error', detail: 'An internal error occurred; it has been logged with the request id.' }
 }
 
+/**
+ * Fastify's `frameworkErrors`: what its router refuses before any hook runs (so the request id header is set here).
+ * A malformed percent-encoding in the path is a 400 problem like every other error, not Fastify's own JSON.
+ */
+export function frameworkErrors (err: FastifyError, request: FastifyRequest, reply: FastifyReply) {
+  reply.header('x-request-id', request.id)
+  switch (err.code) {
+    case 'FST_ERR_BAD_URL':
+      request.log.info({ code: 'validation_failed' }, 'request rejected: malformed percent-encoding')
+      return sendProblem(reply, 'validation_failed', 'The request path has a malformed percent-encoding.', { errors: [{ path: '/path', message: 'malformed percent-encoding' }] })
+    case 'FST_ERR_MAX_PARAM_LENGTH':
+      request.log.info({ code: 'validation_failed' }, 'request rejected: path parameter too long')
+      return sendProblem(reply, 'validation_failed', 'A path parameter is too long.', { errors: [{ path: '/params', message: 'too long' }] })
+  }
+  request.log.error({ err }, 'request failed')
+  return sendProblem(reply, 'internal_error', 'An internal error occurred; it has been logged with the request id.')
+}
+
 async function errorHandler (app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const c = classify(err)

@@ -4,7 +4,7 @@ import Fastify, { type FastifyInstance, type FastifyServerOptions } from 'fastif
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { loggerOptions } from './logger.ts'
 import { validatorCompiler } from './validation.ts'
-import { errorHandlerPlugin } from './error-handler.ts'
+import { errorHandlerPlugin, frameworkErrors } from './error-handler.ts'
 import { ProblemError } from './errors.ts'
 import { protectInternalRoutes } from './internal-auth.ts'
 import { setInternalToken } from './http-client.ts'
@@ -93,6 +93,8 @@ export function createHttpApp (opts: HttpAppOptions) {
     childLoggerFactory: (logger, bindings, childOpts) => new LazyChildLogger(logger as never, bindings, childOpts) as never,
     forceCloseConnections: false,
     return503OnClosing: true,
+    // A malformed percent-encoding is refused by the router before any hook: answered as a problem too.
+    frameworkErrors,
     ...opts.fastify
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(validatorCompiler())

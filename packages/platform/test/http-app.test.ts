@@ -133,3 +133,19 @@ t.test('an empty body with a JSON content type is no body: {} where a body is op
   const poisoned = await app.inject({ method: 'POST', url: '/things', headers: { 'content-type': 'application/json' }, payload: '{"amount": 1, "__proto__": {"admin": true}}' })
   t.equal(poisoned.statusCode, 400, 'prototype poisoning is still refused')
 })
+
+t.test('what the router refuses before any hook is a problem too: a malformed percent-encoding, an over-long parameter', async (t) => {
+  const app = build()
+  app.get('/things/:id', async (req) => req.params)
+  for (const url of ['/things/%E0%A4%A', '/things/%zz', '/%zz', '/things/%E0%A4']) {
+    const res = await app.inject({ method: 'GET', url, headers: { 'x-request-id': 'bad-url-1' } })
+    t.equal(res.statusCode, 400, url)
+    t.match(res.headers['content-type'], /^application\/problem\+json/)
+    t.match(res.json(), { code: 'validation_failed', status: 400, request_id: 'bad-url-1', errors: [{ path: '/path' }] }, url)
+    t.equal(res.headers['x-request-id'], 'bad-url-1')
+  }
+  const long = await app.inject({ method: 'GET', url: `/things/${'1'.repeat(101)}` })
+  t.equal(long.statusCode, 400)
+  t.match(long.json(), { code: 'validation_failed', request_id: String })
+  t.same((await app.inject({ method: 'GET', url: '/things/%C3%A9' })).json(), { id: 'é' }, 'a valid escape is decoded as before')
+})
