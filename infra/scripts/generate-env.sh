@@ -14,3 +14,7 @@ printf 'JWT_PUBLIC_KEY="%s"\n' "$(oneline "$dir/jwt.pub.pem")"
 for name in POSTGRES_PASSWORD AUTH_DB_PASSWORD CHAT_DB_PASSWORD BILLING_DB_PASSWORD; do
   printf '%s=%s\n' "$name" "$(openssl rand -hex 24)"
 done
+# NATS users (infra/nats/users.conf): one password per service, and the operators' admin.
+for name in AUTH_NATS_PASSWORD CHAT_NATS_PASSWORD BILLING_NATS_PASSWORD NATS_ADMIN_PASSWORD; do
+  printf '%s=%s\n' "$name" "$(openssl rand -hex 24)"
+done

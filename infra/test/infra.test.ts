@@ -38,7 +38,8 @@ t.test('docker-compose.yml passes the Compose Specification schema and dclint', 
 })
 
 t.test('compose runs postgres, nats, redis and the four images', async (t) => {
-  t.same(Object.keys(compose.services).sort(), [...APPS, ...INFRA].sort())
+  t.same(Object.keys(compose.services).filter((s) => !compose.services[s].profiles).sort(), [...APPS, ...INFRA].sort())
+  t.same(Object.keys(compose.services).filter((s) => compose.services[s].profiles).sort(), ['nats-1', 'nats-2'], 'the nats-cluster profile adds two NATS nodes')
   for (const app of APPS) {
     const build = compose.services[app].build
     t.equal(build.context, '.', `${app} builds from the repository root`)
@@ -108,7 +109,12 @@ t.test('each process gets exactly variables it reads, with container values', as
       t.equal(Number(url.port), schemas[host as App].port, `${app}: ${key} uses ${host}'s port`)
     }
     if ('REDIS_URL' in env) t.equal(new URL(env.REDIS_URL).hostname, 'redis')
-    if ('NATS_URL' in env) t.equal(new URL(env.NATS_URL).hostname, 'nats')
+    if ('NATS_URL' in env) {
+      const url = new URL(env.NATS_URL.replace(/\$\{[^}]*\}/g, 'secret'))
+      t.equal(url.hostname, 'nats')
+      t.equal(url.username, app, `${app} connects to NATS as its own user (infra/nats/users.conf)`)
+      t.match(env.NATS_URL, new RegExp(`\\$\\{${app.toUpperCase()}_NATS_PASSWORD:\\?`), `${app}'s NATS password is required from .env`)
+    }
     if ('DATABASE_URL' in env) {
       const url = new URL(env.DATABASE_URL.replace(/\$\{[^}]*\}/g, 'secret'))
       t.equal(url.hostname, 'postgres')
@@ -144,8 +150,12 @@ t.test('postgres runs init.sql with the passwords it reads, on a volume', async 
 t.test('nats: JetStream on a volume, every write synced', async (t) => {
   const nats = compose.services.nats
   const conf = readRepo('infra/nats/nats.conf')
-  t.ok(nats.volumes.includes('./infra/nats/nats.conf:/etc/nats/nats.conf:ro'))
-  t.same(nats.command, ['--config', '/etc/nats/nats.conf'])
+  t.ok(nats.volumes.includes('./infra/nats:/etc/nats:ro'), 'the configs, with the users.conf they include')
+  t.same(nats.command, ['--config', '/etc/nats/$' + '{NATS_CONFIG:-nats.conf}'], 'the config NATS_CONFIG names (nats-2.9.conf for Debian\'s 2.9)')
+  for (const v of ['AUTH_NATS_PASSWORD', 'CHAT_NATS_PASSWORD', 'BILLING_NATS_PASSWORD', 'NATS_ADMIN_PASSWORD']) {
+    t.match(nats.environment[v], new RegExp(`^\\$\\{${v}:\\?`), `nats gets ${v}, required from .env`)
+    t.match(readRepo('infra/nats/users.conf'), new RegExp(`password: \\$${v}\\b`), `users.conf reads ${v}`)
+  }
   const storeDir = /^\s*store_dir:\s*(\S+)/m.exec(conf)?.[1]
   const dataVolume = nats.volumes.find((v: string) => v.startsWith('natsdata:'))?.split(':')[1]
   t.ok(storeDir && dataVolume && storeDir.startsWith(dataVolume), `the JetStream store (${storeDir}) is on the natsdata volume (${dataVolume})`)
@@ -154,16 +164,36 @@ t.test('nats: JetStream on a volume, every write synced', async (t) => {
   t.match(nats.healthcheck.test.join(' '), /8222\/healthz\?js-enabled-only=true/)
 })
 
-t.test('nats.conf is accepted by nats-server', async (t) => {
+t.test('the NATS configs are accepted by nats-server', async (t) => {
   const version = spawnSync('nats-server', ['--version'], { encoding: 'utf8' })
   if (version.error) return t.skip('nats-server is not installed here', () => {})
   const [major, minor] = (/v(\d+)\.(\d+)/.exec(version.stdout)?.slice(1) ?? []).map(Number)
-  const res = spawnSync('nats-server', ['-t', '-c', repoPath('infra/nats/nats.conf')], { encoding: 'utf8' })
-  const problems = `${res.stdout}${res.stderr}`.split('\n').filter((l) => /nats\.conf:\d+:\d+/.test(l))
-  // sync_interval arrived in 2.10; the containers run the current 2.x, this machine may have Debian's 2.9.
-  const tolerated = major === 2 && minor < 10 ? problems.filter((l) => !/unknown field "sync_interval"/.test(l)) : problems
-  t.same(tolerated, [], `nats-server v${major}.${minor} -t finds no other problem`)
-  if (major > 2 || minor >= 10) t.equal(res.status, 0)
+  const env = { ...process.env, AUTH_NATS_PASSWORD: 'a', CHAT_NATS_PASSWORD: 'c', BILLING_NATS_PASSWORD: 'b', NATS_ADMIN_PASSWORD: 'd', NATS_SERVER_NAME: 'nats-0' }
+  for (const file of ['nats.conf', 'cluster.conf', 'nats-2.9.conf', 'cluster-2.9.conf']) {
+    const res = spawnSync('nats-server', ['-t', '-c', repoPath('infra/nats', file)], { encoding: 'utf8', env })
+    const problems = `${res.stdout}${res.stderr}`.split('\n').filter((l) => /\.conf:\d+:\d+|error/i.test(l))
+    // sync_interval arrived in 2.10; the containers run the current 2.x, this machine may have Debian's 2.9 (its -2.9 files).
+    const tolerated = major === 2 && minor < 10 ? problems.filter((l) => !/unknown field "sync_interval"/.test(l)) : problems
+    t.same(tolerated, [], `${file}: nats-server v${major}.${minor} -t finds no other problem`)
+    if (major > 2 || minor >= 10 || file.includes('2.9')) t.equal(res.status, 0, `${file} is valid for v${major}.${minor}`)
+  }
+  // The 2.9 files are the others without sync_interval (and comments): nothing else may drift.
+  const body = (f: string) => readRepo('infra/nats', f).split('\n').filter((l) => !/^\s*#|sync_interval/.test(l) && l.trim()).map((l) => l.replace(/\s+#.*$/, ''))
+  t.same(body('nats-2.9.conf'), body('nats.conf'), 'nats-2.9.conf = nats.conf without sync_interval')
+  t.same(body('cluster-2.9.conf'), body('cluster.conf'), 'cluster-2.9.conf = cluster.conf without sync_interval')
+})
+
+t.test('the nats-cluster profile: three nodes routed to each other, each with its own name and volume', async (t) => {
+  const nodes = ['nats', 'nats-1', 'nats-2']
+  const conf = readRepo('infra/nats/cluster.conf')
+  const routes = [...conf.matchAll(/nats:\/\/([\w-]+):6222/g)].map((m) => m[1])
+  t.same(routes.sort(), nodes, 'cluster.conf routes to the three compose services')
+  t.match(conf, /^server_name: \$NATS_SERVER_NAME$/m)
+  t.same(nodes.map((n) => compose.services[n].environment.NATS_SERVER_NAME), ['nats-0', 'nats-1', 'nats-2'])
+  const volumes = nodes.map((n) => compose.services[n].volumes.find((v: string) => v.endsWith(':/data')))
+  t.equal(new Set(volumes).size, 3, `a data volume each (${volumes.join(', ')})`)
+  for (const n of nodes) t.same(compose.services[n].command, compose.services.nats.command, `${n} runs the config NATS_CONFIG names`)
+  t.match(envOf('chat').STREAM_REPLICAS, /\$\{STREAM_REPLICAS:-1\}/, 'STREAM_REPLICAS from .env (3 with the cluster)')
 })
 
 // --- Dockerfile ---------------------------------------------------------------------------------------
@@ -296,7 +326,8 @@ const MODEL_MODULES: Record<string, string> = {
   'apps/v1': 'kubernetes-models/apps/v1',
   'autoscaling/v2': 'kubernetes-models/autoscaling/v2',
   'policy/v1': 'kubernetes-models/policy/v1',
-  'batch/v1': 'kubernetes-models/batch/v1'
+  'batch/v1': 'kubernetes-models/batch/v1',
+  'networking.k8s.io/v1': 'kubernetes-models/networking.k8s.io/v1'
 }
 
 t.test('every manifest validates against the Kubernetes API schema (kubernetes-models)', async (t) => {

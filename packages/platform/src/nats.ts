@@ -6,13 +6,46 @@ import type { Logger } from 'pino'
 
 export interface NatsOptions { url: string, name: string, log?: Logger }
 
+export interface NatsServers { servers: string[], user?: string, pass?: string }
+
+/**
+ * Parses `NATS_URL`: one or more server URLs, comma-separated (the nodes of a cluster; the client learns the
+ * others from the one it reaches). A NATS user goes in the URL as in `DATABASE_URL`
+ * (`nats://chat:<password>@nats:4222`, percent-encoded where needed); the client takes it apart, since it
+ * does not read credentials from a URL itself. Every URL that names a user must name the same one.
+ */
+export function parseNatsUrl (url: string): NatsServers {
+  const out: NatsServers = { servers: [] }
+  for (const raw of url.split(',').map((s) => s.trim()).filter(Boolean)) {
+    const withScheme = /^[a-z]+:\/\//i.test(raw) ? raw : `nats://${raw}`
+    let u: URL
+    try { u = new URL(withScheme) } catch { throw new Error(`NATS_URL: "${raw.replace(/\/\/[^@/]*@/, '//***@')}" is not a URL`) }
+    if (u.username || u.password) {
+      const user = decodeURIComponent(u.username)
+      const pass = decodeURIComponent(u.password)
+      if ((out.user !== undefined && out.user !== user) || (out.pass !== undefined && out.pass !== pass)) throw new Error('NATS_URL: the servers name different users')
+      out.user = user
+      out.pass = pass
+    }
+    out.servers.push(`${u.protocol}//${u.host}`)
+  }
+  if (out.servers.length === 0) throw new Error('NATS_URL: no server')
+  return out
+}
+
+/** The inbox prefix of a NATS user's connections: `_INBOX.<user>` (plain `_INBOX` for a name a subject cannot hold). */
+export const natsInboxPrefix = (user: string) => /^[A-Za-z0-9_-]+$/.test(user) ? `_INBOX.${user}` : '_INBOX'
+
 /**
  * Connects and keeps reconnecting forever: a service keeps serving while NATS is away, and its outbox
  * holds what it could not publish.
  */
 export async function connectNats (opts: NatsOptions): Promise<NatsConnection> {
+  const { servers, user, pass } = parseNatsUrl(opts.url)
   const nc = await connect({
-    servers: opts.url.split(','),
+    servers,
+    // A NATS user may subscribe to its own inboxes only (infra/nats/users.conf): replies come to `_INBOX.<user>.…`.
+    ...(user !== undefined ? { user, pass, inboxPrefix: natsInboxPrefix(user) } : {}),
     name: opts.name,
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
