@@ -1,17 +1,19 @@
-// One chat exchange: store the user's message while the LLM is asked, then record the reply, its usage and the
-// usage event in one statement (or, when nothing was generated, mark the message failed and charge nothing).
+// One chat exchange: store the user's message (pending, leased) while the LLM is asked, then record the reply, its
+// usage, the usage event and the user's charge in one statement (or, when nothing was generated, mark the message
+// failed and charge nothing). A record that fails after output is retried until it lands, never dropped.
 import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
-import { namespaced, Subjects, type ChatMessage, type UsageRecorded, type UsageSource } from '@chat-platform/contracts'
-import type { ProblemError } from '@chat-platform/platform'
+import { namespaced, priceExchange, Subjects, type ChatMessage, type ModelPrices, type UsageRecorded, type UsageSource } from '@chat-platform/contracts'
+import { ProblemError } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { Database, MessageRow } from './db/database.ts'
 import { updateMessage, toMessage } from './db/repositories/messages.ts'
-import { insertUserMessage, recordReply, type ContextMessage } from './db/repositories/exchanges.ts'
+import { insertUserMessage, recordReply, renewLease, type ContextMessage } from './db/repositories/exchanges.ts'
 import { completeIdempotencyKey, releaseIdempotencyKey } from './db/repositories/idempotency-keys.ts'
 import { buildPrompt } from './prompt.ts'
 import type { LlmClient, LlmOutcome } from './llm/client.ts'
 import type { Tokenizer } from './llm/tokenizer.ts'
+import type { RecordRetries } from './pending-exchanges.ts'
 
 export interface ExchangeContext {
   db: Kysely<Database>
@@ -22,6 +24,11 @@ export interface ExchangeContext {
   contextTokens: number
   eventsNamespace: string
   requestId?: string
+  /** Chat's prices (the same MODEL_PRICES as billing's): each usage event carries its estimated_amount. */
+  prices: ModelPrices
+  /** The pending message's lease, renewed while the exchange runs (the in-flight slot's TTL). */
+  leaseMs: number
+  retries: RecordRetries
 }
 
 export interface ExchangeInput {
@@ -39,7 +46,16 @@ export interface ExchangeInput {
  * `message` is the stored reply when anything was generated (and charged); `error` says why the exchange
  * ended early, if it did. Neither is set when the client left before the model wrote anything.
  */
-export interface ExchangeResult { message?: ChatMessage, error?: ProblemError, sessionGone?: boolean }
+export interface ExchangeResult {
+  message?: ChatMessage
+  error?: ProblemError
+  sessionGone?: boolean
+  /**
+   * Set when the reply was generated but could not be recorded: the retry in the background, true once the
+   * charge landed. The caller keeps the in-flight slot until then (admission must see the charge first).
+   */
+  settling?: Promise<boolean>
+}
 
 interface Usage { prompt_tokens: number, completion_tokens: number, usage_source: UsageSource }
 
@@ -55,8 +71,33 @@ export async function runExchange (ctx: ExchangeContext, input: ExchangeInput): 
   const call = input.stream
     ? ctx.llm.stream(prompt.messages, input.stream.onDelta, AbortSignal.any([input.stream.signal, notStored.signal]))
     : ctx.llm.complete(prompt.messages, notStored.signal)
-  const stored = insertUserMessage(db, { session_id: input.sessionId, user_id: input.userId, role: 'user', content: input.content, content_tokens: prompt.contentTokens, status: 'pending', error_code: null })
+  const stored = insertUserMessage(db, {
+    session_id: input.sessionId,
+    user_id: input.userId,
+    role: 'user',
+    content: input.content,
+    content_tokens: prompt.contentTokens,
+    status: 'pending',
+    error_code: null,
+    exchange_model: ctx.llm.model,
+    exchange_prompt_tokens: prompt.tokens,
+    lease_ms: ctx.leaseMs
+  })
   stored.catch(() => notStored.abort())
+  // The lease tells the sweeper this exchange's process is alive, however long the model takes.
+  const lease = setInterval(() => {
+    stored.then((m) => renewLease(db, m.id, ctx.leaseMs)).catch(() => {})
+  }, Math.max(1000, Math.floor(ctx.leaseMs / 3)))
+  lease.unref()
+  try {
+    return await finishExchange(ctx, input, prompt, call, stored)
+  } finally {
+    clearInterval(lease)
+  }
+}
+
+async function finishExchange (ctx: ExchangeContext, input: ExchangeInput, prompt: { tokens: number }, call: Promise<LlmOutcome>, stored: Promise<MessageRow & { reply_id: number }>): Promise<ExchangeResult> {
+  const { db, log } = ctx
   let outcome: LlmOutcome | undefined
   let callError: unknown
   try {
@@ -88,29 +129,38 @@ export async function runExchange (ctx: ExchangeContext, input: ExchangeInput): 
   const usage: Usage = outcome.usage
     ? { ...outcome.usage, usage_source: 'provider' }
     : { prompt_tokens: prompt.tokens, completion_tokens: ctx.tokenizer.count(outcome.content), usage_source: 'estimated' }
+  const event = usageEvent(ctx, input, userMessage, usage)
   try {
-    const recorded = await recordExchange(ctx, input, userMessage, outcome, usage)
+    const recorded = await recordExchange(ctx, input, userMessage, outcome, event)
     if (outcome.error || outcome.clientAborted) log.warn({ code: outcome.error?.code ?? 'client_closed', completion_tokens: usage.completion_tokens, usage_source: usage.usage_source }, 'partial reply stored and charged')
     return { ...recorded, error: outcome.error }
   } catch (err) {
-    // The model answered but the record could not be written: this usage goes unbilled, so say so loudly.
-    log.error({ err, user_id: input.userId, session_id: input.sessionId, ...usage }, 'LLM usage could not be recorded')
-    await failExchange(ctx, input, userMessage, 'internal_error')
-    throw err
+    // The model answered (the client may have the text) but the record could not be written: keep trying until
+    // it lands. The reserved reply id makes a second write of the same exchange a no-op, so a COMMIT whose
+    // answer was lost is not charged twice; if this process dies first, the sweeper settles the exchange.
+    log.error({ err, user_id: input.userId, session_id: input.sessionId, ...usage }, 'LLM usage could not be recorded; retrying in the background')
+    const answered = outcome
+    const settling = ctx.retries.retry('record reply', async () => { await recordExchange(ctx, input, userMessage, answered, event) }, log)
+    return { error: new ProblemError('service_unavailable', 'The reply could not be saved yet; it will appear in the session, and be charged, once storage is back.', { cause: err }), settling }
   }
 }
 
+/** Marks a pending exchange failed (nothing charged); while Postgres is away, retried in the background. */
 async function failExchange (ctx: ExchangeContext, input: ExchangeInput, userMessage: MessageRow, code: string): Promise<void> {
-  try {
-    await updateMessage(ctx.db, userMessage.id, { status: 'failed', error_code: code })
+  const write = async () => {
+    await updateMessage(ctx.db, userMessage.id, { status: 'failed', error_code: code, lease_until: null })
     if (input.idempotencyKey) await releaseIdempotencyKey(ctx.db, input.userId, input.idempotencyKey)
+  }
+  try {
+    await write()
   } catch (err) {
-    ctx.log.error({ err }, 'could not mark the failed exchange')
+    ctx.log.error({ err }, 'could not mark the failed exchange; retrying in the background')
+    ctx.retries.retry('mark failed', write, ctx.log).catch(() => {})
   }
 }
 
-async function recordExchange (ctx: ExchangeContext, input: ExchangeInput, userMessage: MessageRow & { reply_id: number }, outcome: LlmOutcome, usage: Usage): Promise<{ message?: ChatMessage, sessionGone?: boolean }> {
-  const event: UsageRecorded = {
+function usageEvent (ctx: ExchangeContext, input: ExchangeInput, userMessage: MessageRow & { reply_id: number }, usage: Usage): UsageRecorded {
+  return {
     event_id: randomUUID(),
     occurred_at: new Date().toISOString(),
     user_id: input.userId,
@@ -118,18 +168,22 @@ async function recordExchange (ctx: ExchangeContext, input: ExchangeInput, userM
     // The reply's id was reserved with the user message; if the session was deleted meanwhile it names no stored message.
     message_id: userMessage.reply_id,
     model: ctx.llm.model,
-    ...usage
+    ...usage,
+    estimated_amount: priceExchange(ctx.prices, ctx.llm.model, usage.prompt_tokens, usage.completion_tokens)
   }
+}
+
+async function recordExchange (ctx: ExchangeContext, input: ExchangeInput, userMessage: MessageRow & { reply_id: number }, outcome: LlmOutcome, event: UsageRecorded): Promise<{ message?: ChatMessage, sessionGone?: boolean }> {
   const record = {
     userMessageId: userMessage.id,
-    promptTokens: usage.prompt_tokens,
+    promptTokens: event.prompt_tokens,
     reply: {
       id: userMessage.reply_id,
       session_id: input.sessionId,
       user_id: input.userId,
       content: outcome.content,
-      tokens: usage.completion_tokens,
-      content_tokens: usage.usage_source === 'estimated' ? usage.completion_tokens : ctx.tokenizer.count(outcome.content),
+      tokens: event.completion_tokens,
+      content_tokens: event.usage_source === 'estimated' ? event.completion_tokens : ctx.tokenizer.count(outcome.content),
       status: outcome.finished ? 'ok' as const : 'partial' as const,
       error_code: outcome.finished ? null : outcome.error?.code ?? 'client_closed'
     },
@@ -139,12 +193,12 @@ async function recordExchange (ctx: ExchangeContext, input: ExchangeInput, userM
   }
   const key = input.idempotencyKey
   if (!key) {
-    const reply = await recordReply(ctx.db, record)
+    const { reply } = await recordReply(ctx.db, record)
     return reply ? { message: toMessage(reply) } : { sessionGone: true }
   }
   // With an Idempotency-Key its answer is stored in the same transaction, so a retry can never be charged twice.
   return await ctx.db.transaction().execute(async (trx) => {
-    const reply = await recordReply(trx, record)
+    const { reply } = await recordReply(trx, record)
     const message = reply ? toMessage(reply) : undefined
     if (message) await completeIdempotencyKey(trx, input.userId, key, message)
     else await releaseIdempotencyKey(trx, input.userId, key)

@@ -3,14 +3,13 @@ import pino from 'pino'
 import { jetstream, jetstreamManager, DeliverPolicy } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
 import { Redis } from 'ioredis'
-import { namespaced, type UsageRecorded } from '@chat-platform/contracts'
+import { balanceCacheKey, encodeBalanceCache, namespaced, type UsageRecorded } from '@chat-platform/contracts'
 import { createTestDatabase, testNamespace, testRedisPrefix, testKeys, signTestToken, TEST_NATS_URL, TEST_REDIS_URL } from '@chat-platform/platform/testing'
 import { loadChatConfig, type ChatConfig } from '../src/config.ts'
 import { createDeps, closeDeps, type ChatDeps } from '../src/deps.ts'
 import { buildApp } from '../src/app.ts'
 import { migrations } from '../src/db/migrations/index.ts'
 import { startSimulator, type Simulator, type SimulatorKnobs } from '../src/llm/simulator.ts'
-import { balanceKey } from '../src/balance.ts'
 
 export interface InjectResponse { statusCode: number, headers: Record<string, string | string[] | number | undefined>, body: string, json: <T = any>() => T }
 
@@ -24,7 +23,8 @@ export interface TestApp {
   llm: Simulator
   token: (userId: number) => string
   auth: (userId: number) => { authorization: string }
-  seedBalance: (userId: number, balance: number) => Promise<void>
+  /** Billing's copy as billing writes it; `chatApplied`: the sum of chat's prices billing has applied (default 0). */
+  seedBalance: (userId: number, balance: number, chatApplied?: number) => Promise<void>
   createSession: (userId: number, title?: string) => Promise<{ id: number }>
   send: (userId: number, sessionId: number, content: string, headers?: Record<string, string>) => Promise<InjectResponse>
   /** Every usage event in the namespaced CHAT_USAGE stream. */
@@ -81,9 +81,9 @@ export async function buildTestApp (t: Teardown, env: Record<string, string> = {
     llm,
     token,
     auth,
-    async seedBalance (userId, balance) {
+    async seedBalance (userId, balance, chatApplied = 0) {
       if (redis.status === 'wait') await redis.connect()
-      await redis.set(balanceKey(userId), String(balance), 'EX', 3600)
+      await redis.set(balanceCacheKey(userId), encodeBalanceCache({ balance, chat_applied: chatApplied }), 'EX', 3600)
     },
     async createSession (userId, title) {
       const res = await app.inject({ method: 'POST', url: '/api/sessions', headers: auth(userId), payload: title === undefined ? {} : { title } })

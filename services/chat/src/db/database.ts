@@ -31,6 +31,13 @@ export interface MessagesTable {
   status: MessageStatus
   error_code: string | null
   created_at: Generated<Date>
+  /** A user message: the id reserved for its reply, which names the exchange (usage rows are unique on it). */
+  exchange_reply_id: number | null
+  /** A pending user message: its exchange's model and prompt tokens (what the sweeper charges if its process died). */
+  exchange_model: string | null
+  exchange_prompt_tokens: number | null
+  /** A pending user message: renewed by the process running the exchange; expired means nobody is. */
+  lease_until: Date | null
 }
 
 /** One row per charged exchange; kept when its session is deleted (billing history stays). */
@@ -44,6 +51,14 @@ export interface UsageTable {
   completion_tokens: number
   usage_source: UsageSource
   occurred_at: ColumnType<Date, Date | string, never>
+  /** Chat's price of the exchange (the event's estimated_amount); null on rows from before it existed. */
+  estimated_amount: number | null
+}
+
+/** Per user: the sum of estimated_amount over every usage event chat recorded (admission subtracts what billing has not applied). */
+export interface UserChargesTable {
+  user_id: number
+  recorded: number
 }
 
 export interface IdempotencyKeysTable {
@@ -62,6 +77,7 @@ export interface Database {
   messages: MessagesTable
   usage: UsageTable
   idempotency_keys: IdempotencyKeysTable
+  user_charges: UserChargesTable
 }
 
 export type SessionRow = Selectable<SessionsTable>

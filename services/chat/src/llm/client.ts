@@ -50,6 +50,7 @@ export class LlmClient {
     this.client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseURL, timeout: opts.timeoutMs, maxRetries: opts.maxRetries })
   }
 
+  // max_tokens bounds what one exchange can cost (with the prompt budget): CHAT_MAX_OUTPUT_TOKENS.
   private params (messages: PromptMessage[]) {
     return { model: this.model, messages, ...(this.opts.maxOutputTokens ? { max_tokens: this.opts.maxOutputTokens } : {}) }
   }

@@ -60,6 +60,20 @@ function defaultReply (messages: PromptMessage[], words?: number): string {
 
 const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
+/** The longest prefix of `text` (whole characters) that is at most `max` tokens. */
+function truncateTokens (tokenizer: Tokenizer, text: string, max: number): string {
+  if (tokenizer.count(text) <= max) return text
+  const chars = Array.from(text)
+  let lo = 0
+  let hi = chars.length
+  while (lo < hi) {
+    const mid = Math.ceil((lo + hi) / 2)
+    if (tokenizer.count(chars.slice(0, mid).join('')) <= max) lo = mid
+    else hi = mid - 1
+  }
+  return chars.slice(0, lo).join('')
+}
+
 function chunks (text: string, size: number): string[] {
   const chars = Array.from(text)
   const out: string[] = []
@@ -101,8 +115,12 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
       return
     }
     const messages = body.messages ?? []
-    const text = typeof k.reply === 'function' ? k.reply(messages) : k.reply ?? defaultReply(messages, k.words)
-    const usage = k.usage ?? { prompt_tokens: tokenizer.countPrompt(messages), completion_tokens: tokenizer.count(text) }
+    const full = typeof k.reply === 'function' ? k.reply(messages) : k.reply ?? defaultReply(messages, k.words)
+    // Like a provider, never more than max_tokens of output: the text is cut and finish_reason says "length".
+    const text = body.max_tokens ? truncateTokens(tokenizer, full, body.max_tokens) : full
+    const finishReason = text === full ? 'stop' : 'length'
+    const counted = k.usage ?? { prompt_tokens: tokenizer.countPrompt(messages), completion_tokens: tokenizer.count(text) }
+    const usage = body.max_tokens ? { ...counted, completion_tokens: Math.min(counted.completion_tokens, body.max_tokens) } : counted
     const usageBody = { ...usage, total_tokens: usage.prompt_tokens + usage.completion_tokens }
     const id = `chatcmpl-sim-${++seq}`
     const created = Math.floor(Date.now() / 1000)
@@ -115,7 +133,7 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
         created,
         model,
         system_fingerprint: 'simulated',
-        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: 'stop' }]
+        choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason }]
       }
       if (!k.omitUsage) completion.usage = usageBody
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(completion))
@@ -142,7 +160,7 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
       send({ ...base, choices: [{ index: 0, delta: { content: piece }, logprobs: null, finish_reason: null }] })
       n++
     }
-    send({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: 'stop' }] })
+    send({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }] })
     if (body.stream_options?.include_usage && !k.omitUsage) send({ ...base, choices: [], usage: usageBody })
     res.end('data: [DONE]\n\n')
     record.finished = true

@@ -3,18 +3,19 @@ import { createHash } from 'node:crypto'
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { ChatMessageSchema, ErrorCodes, PaginationQuerySchema, ProblemSchema, SendMessageBodySchema, SessionIdParamsSchema, type ChatMessage } from '@chat-platform/contracts'
+import { balanceCacheKey, ChatMessageSchema, ErrorCodes, PaginationQuerySchema, ProblemSchema, SendMessageBodySchema, SessionIdParamsSchema, type ChatMessage } from '@chat-platform/contracts'
 import { classify, notFound, problem, problemBody, ProblemError } from '@chat-platform/platform'
 import type { ChatConfig } from '../config.ts'
 import type { ChatDeps } from '../deps.ts'
 import { findSession } from '../db/repositories/sessions.ts'
 import { listMessages, toMessage } from '../db/repositories/messages.ts'
 import { claimIdempotencyKey, deleteExpiredIdempotencyKeys, releaseIdempotencyKey, touchIdempotencyKey } from '../db/repositories/idempotency-keys.ts'
-import { balanceKey, readBalance } from '../balance.ts'
-import { findSessionWithContext, type ContextMessage } from '../db/repositories/exchanges.ts'
+import { admissionBalance, readBalanceCopy, type OwnCharges } from '../balance.ts'
+import { findSessionWithContext, readCharges, type ContextMessage } from '../db/repositories/exchanges.ts'
 import { InflightLimiter, type InflightSlot } from '../inflight.ts'
 import { runExchange, type ExchangeContext } from '../exchange.ts'
 import { acceptsEventStream, openSse, type SseStream } from '../sse.ts'
+import { RecordRetries, sweepStaleExchanges } from '../pending-exchanges.ts'
 
 const SendHeadersSchema = Type.Object({
   'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7E]+$' })),
@@ -31,16 +32,58 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
   const { db } = deps
   const limiter = new InflightLimiter(deps.redis, { max: config.CHAT_MAX_INFLIGHT, ttlMs: config.CHAT_INFLIGHT_TTL_MS, log: app.log })
   const security = [{ bearer: [] }]
+  const retries = new RecordRetries({ retryMs: config.CHAT_RECORD_RETRY_MS })
   const tooMany = () => problem('rate_limited', `At most ${config.CHAT_MAX_INFLIGHT} messages can be in progress at once; wait for a reply.`, { headers: { 'retry-after': '1' } })
+  const usedUp = () => problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')
   app.addHook('onRequest', app.authenticate)
 
   let sweeper: NodeJS.Timeout | undefined
+  let pendingSweeper: NodeJS.Timeout | undefined
+  let sweeping: Promise<unknown> = Promise.resolve()
   app.addHook('onReady', async () => {
     const sweep = () => deleteExpiredIdempotencyKeys(db, config.CHAT_IDEMPOTENCY_TTL_HOURS).catch((err) => app.log.warn({ err: err.message }, 'idempotency key sweep failed'))
     sweeper = setInterval(sweep, 3600_000)
     sweeper.unref()
+    const sweepOpts = { staleMs: config.CHAT_PENDING_STALE_MS, prices: config.MODEL_PRICES, defaultModel: config.CHAT_MODEL, eventsNamespace: config.EVENTS_NAMESPACE, log: app.log }
+    const sweepPending = () => {
+      sweeping = sweepStaleExchanges(db, sweepOpts).catch((err) => app.log.warn({ err: err.message }, 'pending exchange sweep failed'))
+    }
+    sweepPending()
+    pendingSweeper = setInterval(sweepPending, config.CHAT_PENDING_SWEEP_MS)
+    pendingSweeper.unref()
   })
-  app.addHook('onClose', async () => { clearInterval(sweeper) })
+  app.addHook('onClose', async () => {
+    clearInterval(sweeper)
+    clearInterval(pendingSweeper)
+    await sweeping
+    await retries.close()
+  })
+
+  /**
+   * The in-flight slot with billing's copy of the balance (one Redis script), then chat's own charges. The
+   * charges are read after the slot is held: an exchange they do not count either still holds a slot or
+   * committed after this read began, so at most CHAT_MAX_INFLIGHT exchanges are admitted past zero.
+   */
+  const acquire = async (userId: number): Promise<{ slot: InflightSlot | null, cached?: string | null, charges?: OwnCharges }> => {
+    const { slot, value } = await limiter.acquireAndRead(userId, balanceCacheKey(userId))
+    if (!slot) return { slot, cached: value }
+    try {
+      return { slot, cached: value, charges: await readCharges(db, userId) }
+    } catch (err) {
+      await slot.release()
+      throw err
+    }
+  }
+  /** 402 when the balance admission counts is used up, 429 when no slot was free; else the slot. */
+  const admit = async (userId: number, got: Awaited<ReturnType<typeof acquire>>, balanceCtx: Parameters<typeof readBalanceCopy>[0]): Promise<InflightSlot> => {
+    const copy = await readBalanceCopy(balanceCtx, userId, got.cached)
+    if (!got.slot || !got.charges) {
+      if (copy.balance <= 0) throw usedUp()
+      throw tooMany()
+    }
+    if (admissionBalance(copy, got.charges, config.MODEL_PRICES, config.CHAT_MODEL) <= 0) throw usedUp()
+    return got.slot
+  }
 
   app.get('/api/sessions/:session_id/messages', {
     schema: {
@@ -77,10 +120,10 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
     const key = request.headers['idempotency-key']
     const balanceCtx = { redis: deps.redis, billingUrl: config.BILLING_URL, log: request.log, requestId: String(request.id) }
     // Without a key the checks before the LLM call run side by side: the session with its recent turns (one
-    // query), and the in-flight slot with the balance copy (one Redis script). A slot taken for a request
-    // refused afterwards is given back at once.
+    // query), and the in-flight slot with the balance copy (one Redis script) followed by chat's own charges
+    // (one query). A slot taken for a request refused afterwards is given back at once.
     const found = findSessionWithContext(db, sessionId, userId, config.CHAT_HISTORY_MAX_MESSAGES)
-    const taken = key ? undefined : limiter.acquireAndRead(userId, balanceKey(userId))
+    const taken = key ? undefined : acquire(userId)
     let slot: InflightSlot | null = null
     let history: ContextMessage[]
     try {
@@ -103,18 +146,15 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
           return reply
         }
         try {
-          const balance = await readBalance(balanceCtx, userId)
-          if (balance <= 0) throw problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')
-          slot = await limiter.acquire(userId)
-          if (!slot) throw tooMany()
+          const got = await acquire(userId)
+          slot = got.slot
+          slot = await admit(userId, got, balanceCtx)
         } catch (err) {
           await releaseIdempotencyKey(db, userId, key)
           throw err
         }
       } else {
-        const balance = await readBalance(balanceCtx, userId, acquired!.value)
-        if (balance <= 0) throw problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')
-        if (!slot) throw tooMany()
+        slot = await admit(userId, acquired!, balanceCtx)
       }
     } catch (err) {
       // Both ran: wait for the other one too, and give back a slot however far the checks got.
@@ -138,13 +178,21 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
       systemPrompt: config.CHAT_SYSTEM_PROMPT,
       contextTokens: config.CHAT_CONTEXT_TOKENS,
       eventsNamespace: config.EVENTS_NAMESPACE,
-      requestId: String(request.id)
+      requestId: String(request.id),
+      prices: config.MODEL_PRICES,
+      leaseMs: config.CHAT_INFLIGHT_TTL_MS,
+      retries
     }
     const base = { userId, sessionId, content, idempotencyKey: key, history }
+    // A reply generated but not yet recorded keeps its slot (renewed) until the charge lands: admission must
+    // count it. If recording gives up, the slot is left to expire, by when the exchange's lease has too (and
+    // admission counts it as stale pending).
+    let settling: Promise<boolean> | undefined
     try {
       if (!streaming) {
         // A JSON caller that hangs up does not stop the exchange: the reply is stored and listed later.
         const result = await runExchange(ctx, base)
+        settling = result.settling
         if (result.error) throw result.error
         if (!result.message) throw notFound('session')
         return result.message
@@ -154,6 +202,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
       sse.onClose(() => ac.abort())
       try {
         const result = await runExchange(ctx, { ...base, stream: { onDelta: (text) => sse.send('delta', { content: text }), signal: ac.signal } })
+        settling = result.settling
         if (result.error) sendError(sse, request, result.error)
         else if (result.message) sse.send('done', result.message)
         else if (result.sessionGone) sendError(sse, request, notFound('session'))
@@ -164,8 +213,16 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
       }
       return reply
     } finally {
-      clearInterval(renewer)
-      await held.release()
+      if (!settling) {
+        clearInterval(renewer)
+        await held.release()
+      } else {
+        settling.then(async (landed) => {
+          clearInterval(renewer)
+          if (landed) await held.release()
+          else setTimeout(() => { held.release().catch(() => {}) }, config.CHAT_INFLIGHT_TTL_MS).unref()
+        }).catch(() => {})
+      }
     }
   })
 }

@@ -115,7 +115,7 @@ t.test('without a cached balance, billing\'s internal endpoint decides; billing 
   const billing = createServer((req, res) => {
     asked.push(req.url ?? '')
     const id = Number(/\/internal\/balances\/(\d+)$/.exec(req.url ?? '')?.[1])
-    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ user_id: id, balance: balances.get(id) ?? 1000 }))
+    res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify({ user_id: id, balance: balances.get(id) ?? 1000, chat_applied: 0 }))
   })
   await new Promise<void>((resolve) => billing.listen(0, '127.0.0.1', resolve))
   t.teardown(() => billing.close())

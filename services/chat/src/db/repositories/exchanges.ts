@@ -30,11 +30,23 @@ export async function findSessionWithContext (db: Db, sessionId: number, userId:
   return { session: { id, user_id: uid, title, created_at: createdAt }, history }
 }
 
-/** Inserts the user's message and reserves the id its reply will have (so the usage event can name it up front). */
-export async function insertUserMessage (db: Db, values: NewMessage): Promise<MessageRow & { reply_id: number }> {
-  return await db.insertInto('messages').values(values).returningAll()
-    .returning(sql<number>`nextval(pg_get_serial_sequence('messages', 'id'))`.as('reply_id'))
-    .executeTakeFirstOrThrow()
+/**
+ * Inserts the user's (pending) message with its lease and reserves the id its reply will have (so the usage
+ * event can name the exchange up front, and the sweeper can too if this process dies).
+ */
+export async function insertUserMessage (db: Db, values: NewMessage & { lease_ms: number }): Promise<MessageRow & { reply_id: number }> {
+  const { lease_ms: leaseMs, ...row } = values
+  const inserted = await db.insertInto('messages').values({
+    ...row,
+    exchange_reply_id: sql<number>`nextval(pg_get_serial_sequence('messages', 'id'))`,
+    lease_until: sql<Date>`now() + ${leaseMs} * interval '1 millisecond'`
+  }).returningAll().executeTakeFirstOrThrow()
+  return { ...inserted, reply_id: Number(inserted.exchange_reply_id) }
+}
+
+/** Pushes a pending exchange's lease forward (its process is alive); a settled one is left alone. */
+export async function renewLease (db: Db, messageId: number, leaseMs: number): Promise<void> {
+  await sql`update messages set lease_until = now() + ${leaseMs} * interval '1 millisecond' where id = ${messageId} and status = 'pending'`.execute(db)
 }
 
 export interface RecordedReply {
@@ -46,34 +58,107 @@ export interface RecordedReply {
   requestId?: string
 }
 
+// The CTEs every charge shares, after a `used` CTE that returns a row only if this exchange's usage row was
+// inserted now: the event into the outbox, and the user's recorded total (what admission counts) bumped.
+const charged = (event: UsageRecorded, subject: string, requestId?: string) => sql`
+    queued as (
+      insert into outbox (id, subject, payload, request_id) select ${event.event_id}, ${subject}, ${JSON.stringify(event)}, ${requestId ?? null} from used
+    ),
+    counted as (
+      insert into user_charges (user_id, recorded) select ${event.user_id}, ${event.estimated_amount ?? 0}::bigint from used
+      on conflict (user_id) do update set recorded = user_charges.recorded + excluded.recorded
+    )`
+
+const usageRow = (event: UsageRecorded) => sql`
+    insert into usage (event_id, user_id, session_id, message_id, model, prompt_tokens, completion_tokens, usage_source, occurred_at, estimated_amount)
+    values (${event.event_id}, ${event.user_id}, ${event.session_id}, ${event.message_id}, ${event.model}, ${event.prompt_tokens}, ${event.completion_tokens}, ${event.usage_source}, ${event.occurred_at}, ${event.estimated_amount ?? null})
+    on conflict (message_id) do nothing
+    returning event_id`
+
 /**
- * Records an answered exchange in one statement (so one round trip, atomic on its own): the reply (if the
- * session still exists; its key-share lock keeps it from being deleted meanwhile), the user message marked
- * ok with its prompt tokens, the usage row, the usage event in the outbox, and the relay's wake-up (NOTIFY is
- * delivered at commit). Returns the stored reply, or undefined when the session was deleted mid-exchange
- * (the usage is recorded and charged all the same; its message id then points at no stored message).
+ * Records an answered exchange in one statement (so one round trip, atomic on its own): the usage row (unique
+ * on the exchange's reserved reply id, so recording the same exchange twice charges once), and only if it was
+ * new: the reply (if the session still exists; its key-share lock keeps it from being deleted meanwhile), the
+ * user message marked ok with its prompt tokens, the usage event in the outbox, the user's recorded total, and
+ * the relay's wake-up (NOTIFY is delivered at commit).
+ * `fresh` is false when the exchange had been recorded (or settled by the sweeper) before: nothing changed.
+ * `reply` is the stored reply, undefined when the session was deleted mid-exchange (the usage is charged all
+ * the same; its message id then points at no stored message) or the sweeper settled the exchange first.
  */
-export async function recordReply (db: Db, r: RecordedReply): Promise<MessageRow | undefined> {
+export async function recordReply (db: Db, r: RecordedReply): Promise<{ fresh: boolean, reply?: MessageRow }> {
   const { reply, event } = r
-  const { rows } = await sql<MessageRow | { id: null }>`
-    with alive as (select id from sessions where id = ${reply.session_id} for key share),
+  const { rows } = await sql<MessageRow & { fresh: boolean } | { id: null, fresh: boolean }>`
+    with used as (${usageRow(event)}),
+    alive as (select id from sessions where id = ${reply.session_id} and exists (select 1 from used) for key share),
     reply as (
       insert into messages (id, session_id, user_id, role, content, tokens, content_tokens, status, error_code) overriding system value
       select ${reply.id}, ${reply.session_id}, ${reply.user_id}, 'assistant', ${reply.content}, ${reply.tokens}, ${reply.content_tokens}, ${reply.status}, ${reply.error_code} from alive
       returning *
     ),
     asked as (
-      update messages set tokens = ${r.promptTokens}, status = 'ok', error_code = null
+      update messages set tokens = ${r.promptTokens}, status = 'ok', error_code = null, lease_until = null
       where id = ${r.userMessageId} and exists (select 1 from alive)
     ),
-    used as (
-      insert into usage (event_id, user_id, session_id, message_id, model, prompt_tokens, completion_tokens, usage_source, occurred_at)
-      values (${event.event_id}, ${event.user_id}, ${event.session_id}, ${event.message_id}, ${event.model}, ${event.prompt_tokens}, ${event.completion_tokens}, ${event.usage_source}, ${event.occurred_at})
-    ),
-    queued as (
-      insert into outbox (id, subject, payload, request_id) values (${event.event_id}, ${r.subject}, ${JSON.stringify(event)}, ${r.requestId ?? null})
-    )
-    select reply.* from (select pg_notify(${outboxChannel(SCHEMA)}, '')) as woken left join reply on true`.execute(db)
+    ${charged(event, r.subject, r.requestId)}
+    select exists (select 1 from used) as fresh, m.* from (select pg_notify(${outboxChannel(SCHEMA)}, '')) as woken
+    left join (select * from reply union all select * from messages where id = ${reply.id} and not exists (select 1 from used)) m on true`.execute(db)
   const row = rows[0]
-  return row && row.id !== null ? row as MessageRow : undefined
+  return { fresh: row.fresh, reply: row.id !== null ? stripFresh(row as MessageRow & { fresh: boolean }) : undefined }
+}
+
+function stripFresh (row: MessageRow & { fresh: boolean }): MessageRow {
+  const { fresh: _, ...rest } = row
+  return rest
+}
+
+/**
+ * What admission subtracts besides billing's copy: the user's recorded total, and the pending exchanges whose
+ * lease expired (their process died or gave up recording; each will cost at least its prompt). One round trip.
+ */
+export async function readCharges (db: Db, userId: number): Promise<{ recorded: number, stale: { model: string | null, prompt_tokens: number }[] }> {
+  const { rows } = await sql<{ recorded: string | number, stale: { model: string | null, prompt_tokens: number }[] }>`
+    select coalesce((select recorded from user_charges where user_id = ${userId}), 0) as recorded,
+      coalesce((select json_agg(json_build_object('model', exchange_model, 'prompt_tokens', coalesce(exchange_prompt_tokens, content_tokens)))
+        from messages where user_id = ${userId} and status = 'pending' and coalesce(lease_until, created_at) < now()), '[]') as stale`.execute(db)
+  return { recorded: Number(rows[0].recorded), stale: rows[0].stale }
+}
+
+export interface StaleExchange { id: number, session_id: number, user_id: number, reply_id: number, model: string | null, prompt_tokens: number }
+
+/**
+ * Settles one pending exchange whose lease expired more than `staleMs` ago (its process died), if any: locks
+ * it (SKIP LOCKED: replicas sweeping at once take different ones), lets `price` build its usage event, then in
+ * the same transaction records the usage (unless the exchange was recorded meanwhile), the outbox event, the
+ * recorded total, and marks the message failed (`interrupted`). Returns what it settled, undefined when none is left.
+ */
+export async function settleStaleExchange (db: Kysely<Database>, staleMs: number, price: (x: StaleExchange) => { event: UsageRecorded, subject: string }): Promise<{ exchange: StaleExchange, charged: boolean } | undefined> {
+  return await db.transaction().execute(async (trx) => {
+    const { rows } = await sql<{ id: number, session_id: number, user_id: number, reply_id: number, model: string | null, prompt_tokens: number }>`
+      select id, session_id, user_id, coalesce(exchange_reply_id, nextval(pg_get_serial_sequence('messages', 'id'))) as reply_id,
+        exchange_model as model, coalesce(exchange_prompt_tokens, content_tokens) as prompt_tokens
+      from messages
+      where status = 'pending' and coalesce(lease_until, created_at) < now() - ${staleMs} * interval '1 millisecond'
+      order by id limit 1
+      for update skip locked`.execute(trx)
+    if (rows.length === 0) return undefined
+    const exchange = { ...rows[0], id: Number(rows[0].id), session_id: Number(rows[0].session_id), user_id: Number(rows[0].user_id), reply_id: Number(rows[0].reply_id) }
+    const { event, subject } = price(exchange)
+    const { rows: done } = await sql<{ charged: boolean }>`
+      with used as (${usageRow(event)}),
+      settled as (
+        update messages set status = 'failed', error_code = 'interrupted', lease_until = null,
+          tokens = case when exists (select 1 from used) then ${event.prompt_tokens}::int else 0 end
+        where id = ${exchange.id}
+      ),
+      ${charged(event, subject)}
+      select exists (select 1 from used) as charged from (select pg_notify(${outboxChannel(SCHEMA)}, '')) as woken`.execute(trx)
+    return { exchange, charged: done[0].charged }
+  })
+}
+
+/** Pending exchanges whose lease expired (for usage:reconcile): how many, and since when the oldest. */
+export async function countStalePending (db: Db): Promise<{ count: number, oldest: Date | null }> {
+  const { rows } = await sql<{ count: string | number, oldest: Date | null }>`
+    select count(*) as count, min(created_at) as oldest from messages where status = 'pending' and coalesce(lease_until, created_at) < now()`.execute(db)
+  return { count: Number(rows[0].count), oldest: rows[0].oldest }
 }
