@@ -1,7 +1,10 @@
 // The built bundles (scripts/build.mjs → <process>/dist/server.mjs, what `pnpm start` and the images run) under
 // plain node: the user journey through the gateway, the docs UI's static files, a problem answer, a clean SIGTERM.
 import t from 'tap'
+import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
+import { fileURLToPath } from 'node:url'
+import { freePort, waitFor, withoutCoverage } from '@chat-platform/platform/testing'
 import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
 import { startSystem, type ProcName } from './support/system.ts'
 import { SIGNUP_BONUS, assertExactBalance, assertProblem, createSession, recharge, sendStreaming, uniqueEmail, type User } from './support/client.ts'
@@ -59,6 +62,24 @@ t.test('problem answers, the docs UI and its static files', async (t) => {
   const ui = await fetch(`${system.gatewayUrl}/docs/static/index.html`)
   t.equal(ui.status, 200, 'swagger-ui static files resolved from node_modules')
   t.match(await ui.text(), /swagger/i)
+})
+
+t.test('`pnpm --dir <part> start` stops on SIGTERM: the node process gets the signal and frees its port', async (t) => {
+  // pnpm signals its direct child and exits; the start scripts `exec` node, so that child is node itself.
+  const port = await freePort()
+  const pnpm = process.env.npm_execpath?.includes('pnpm') ? [process.execPath, process.env.npm_execpath] : ['pnpm']
+  const child = spawn(pnpm[0], [...pnpm.slice(1), '--dir', 'gateway', 'start'], {
+    cwd: fileURLToPath(new URL('../', import.meta.url)),
+    env: withoutCoverage({ ...process.env, ...system.env, PORT: String(port), AUTH_URL: system.url('auth'), CHAT_URL: system.url('chat'), BILLING_URL: system.url('billing') }),
+    stdio: 'ignore'
+  })
+  t.teardown(() => { child.kill('SIGKILL') })
+  const healthy = async () => (await fetch(`http://127.0.0.1:${port}/healthz`).catch(() => null))?.status === 200
+  await waitFor(healthy, { timeoutMs: 60_000, what: 'the gateway started by pnpm' })
+  child.kill('SIGTERM')
+  const refused = async () => await fetch(`http://127.0.0.1:${port}/healthz`).then(() => false, () => true)
+  await waitFor(refused, { timeoutMs: 15_000, what: 'the port freed after SIGTERM' })
+  t.pass('the gateway under pnpm stopped on SIGTERM')
 })
 
 t.test('SIGTERM: every process drains and exits 0', async (t) => {

@@ -12,11 +12,21 @@ try {
   process.exit(1)
 }
 
+// Per-process ports: AUTH_PORT, CHAT_PORT, BILLING_PORT, GATEWAY_PORT (PORT alone would give all four the same one).
+// A service moved this way is also where the others look for it, unless AUTH_URL/CHAT_URL/BILLING_URL say otherwise.
+const portOf = (name) => process.env[`${name.toUpperCase()}_PORT`]
+const env = { ...process.env }
+delete env.PORT
+for (const name of ['auth', 'chat', 'billing']) {
+  const url = `${name.toUpperCase()}_URL`
+  if (portOf(name) && !env[url]) env[url] = `http://127.0.0.1:${portOf(name)}`
+}
+
 let stopping = false
 const children = procs.map((name) => {
   const { dir, out } = TARGETS[name]
   // The same command as each package's `start` script and the images' CMD.
-  const child = spawn(process.execPath, ['--enable-source-maps', out], { cwd: `${ROOT}${dir}`, stdio: ['ignore', 'inherit', 'inherit'], env: process.env })
+  const child = spawn(process.execPath, ['--enable-source-maps', out], { cwd: `${ROOT}${dir}`, stdio: ['ignore', 'inherit', 'inherit'], env: portOf(name) ? { ...env, PORT: portOf(name) } : env })
   child.on('exit', (code, signal) => {
     if (!stopping) {
       process.stderr.write(`[start] ${name} exited (${signal ?? code}); stopping the others\n`)

@@ -275,7 +275,7 @@ t.test('each image: non-root, health-checked, started like outside containers', 
     t.equal(lastOf(s, 'WORKDIR'), `/app/${APP_DIR[app]}`, `${app}: runs in its package directory`)
     t.match(env.PATH, new RegExp(`^/app/${APP_DIR[app]}/node_modules/\\.bin:`), `${app}: its own bin directory first on PATH`)
     const start = JSON.parse(readRepo(APP_DIR[app], 'package.json')).scripts.start as string
-    t.same(JSON.parse(lastOf(s, 'CMD') ?? 'null'), start.split(' '), `${app}: CMD is its \`start\` script (${start}), run without pnpm in between`)
+    t.same(JSON.parse(lastOf(s, 'CMD') ?? 'null'), start.replace(/^exec /, '').split(' '), `${app}: CMD is its \`start\` script (${start}), run without pnpm in between`)
   }
   // `start` runs the bundle its `prestart` builds; in the image the build stage builds it, in the deployed tree.
   const bundle = stage('build').instructions.filter((i) => i.keyword === 'RUN').map((i) => i.args).find((a) => /node scripts\/build\.mjs --root \/out /.test(a))
