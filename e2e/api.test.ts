@@ -53,6 +53,17 @@ t.test('public routes: health, docs, unknown and internal routes', async (t) => 
   assertProblem(t, await system.request('GET', '/api/sessions/../../internal/usage?since=2020-01-01T00:00:00Z', { token: u.token }), 404, 'not_found', 'path escape')
 })
 
+t.test('each service\'s /internal/ routes need INTERNAL_TOKEN; the gateway routes none of them, token or not', async (t) => {
+  const u = await user('internal')
+  const header = (value: string) => ({ 'x-internal-token': value })
+  for (const [to, path] of [['auth', `/internal/users/${u.id}`], ['billing', `/internal/balances/${u.id}`], ['chat', '/internal/usage?since=2020-01-01T00:00:00Z']] as const) {
+    assertProblem(t, await system.request('GET', path, { to, headers: header('') }), 401, 'unauthorized', `${to} without the token`)
+    assertProblem(t, await system.request('GET', path, { to, headers: header(`${system.env.INTERNAL_TOKEN}0`) }), 403, 'forbidden', `${to} with a wrong token`)
+    t.equal((await system.request('GET', path, { to })).status, 200, `${to} with the token`)
+    assertProblem(t, await system.request('GET', path, { token: u.token, headers: header(system.env.INTERNAL_TOKEN) }), 404, 'not_found', `${path} through the gateway, even with the token`)
+  }
+})
+
 t.test('register, email login, verify: success and documented errors', async (t) => {
   const email = uniqueEmail('reg')
   const reg = await system.request('POST', '/api/auth/register', { body: { email: `  ${email.toUpperCase()} `, password: 'password-1', nickname: '  小明 ' } })

@@ -8,7 +8,7 @@ import t from 'tap'
 import pg from 'pg'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
-import { namespaced, Subjects, type UsageRecorded } from '@chat-platform/contracts'
+import { INTERNAL_TOKEN_HEADER, namespaced, Subjects, type UsageRecorded } from '@chat-platform/contracts'
 import { signTestToken, waitFor, withoutCoverage } from '@chat-platform/platform/testing'
 import { migrations as authMigrations } from '@chat-platform/auth/db/migrations/index.ts'
 import { migrations as chatMigrations } from '@chat-platform/chat/db/migrations/index.ts'
@@ -157,7 +157,7 @@ t.test('migrations race safely: three replicas of each service started at once o
     t.equal(res.status, 200, `${label(p)} creates a session`)
   }
   for (const [i, p] of system.instances('billing').entries()) {
-    const res = await fetch(`${p.url}/internal/balances/${600_101 + i}`)
+    const res = await fetch(`${p.url}/internal/balances/${600_101 + i}`, { headers: { [INTERNAL_TOKEN_HEADER]: system.env.INTERNAL_TOKEN } })
     t.same({ status: res.status, body: await res.json() }, { status: 200, body: { user_id: 600_101 + i, balance: BONUS } }, `${label(p)} opens an account`)
   }
 

@@ -5,6 +5,7 @@ import { randomBytes } from 'node:crypto'
 import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
+import { INTERNAL_PATH_PREFIX, INTERNAL_TOKEN_HEADER } from '@chat-platform/contracts'
 import { freePort, testKeys, waitFor, TEST_NATS_URL, TEST_REDIS_URL, testNamespace, testRedisPrefix, dbUrl, typescriptArgs, withoutCoverage } from '@chat-platform/platform/testing'
 
 export type ProcName = 'auth' | 'chat' | 'billing' | 'gateway'
@@ -163,6 +164,8 @@ export class System {
   async request (method: string, path: string, opts: { token?: string, body?: unknown, headers?: Record<string, string>, to?: ProcName } = {}) {
     const headers: Record<string, string> = { ...opts.headers }
     if (opts.token) headers.authorization = `Bearer ${opts.token}`
+    // A service's own /internal/ routes need the internal token (the gateway never routes them).
+    if (opts.to !== undefined && opts.to !== 'gateway' && path.startsWith(INTERNAL_PATH_PREFIX)) headers[INTERNAL_TOKEN_HEADER] ??= this.env.INTERNAL_TOKEN
     if (opts.body !== undefined) headers['content-type'] = 'application/json'
     const res = await fetch(`${this.url(opts.to ?? 'gateway')}${path}`, { method, headers, body: opts.body === undefined ? undefined : JSON.stringify(opts.body) })
     const text = await res.text()
@@ -192,6 +195,8 @@ export async function startSystem (t: Teardown, opts: SystemOptions = {}): Promi
     REDIS_PREFIX: testRedisPrefix(t, redisUrl),
     JWT_PRIVATE_KEY: testKeys.privateKey,
     JWT_PUBLIC_KEY: testKeys.publicKey,
+    // Internal calls carry it, as in production: every journey runs with /internal/ closed to strangers.
+    INTERNAL_TOKEN: randomBytes(24).toString('hex'),
     AUTH_URL: `http://127.0.0.1:${ports.auth}`,
     CHAT_URL: `http://127.0.0.1:${ports.chat}`,
     BILLING_URL: `http://127.0.0.1:${ports.billing}`,

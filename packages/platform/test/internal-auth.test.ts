@@ -8,6 +8,7 @@ import { INTERNAL_TOKEN_HEADER } from '@chat-platform/contracts'
 import { CommonEnv, ConfigError, InternalEnv, ServiceCallError, callService, callServiceOrNull, createHttpApp, internalTokenMatches, loadConfig, setInternalToken } from '../src/index.ts'
 
 const TOKEN = 'a-long-enough-internal-secret'
+const failure = async (call: Promise<unknown>) => await call.then(() => { throw new Error('the call succeeded') }, (err: unknown) => err as ServiceCallError)
 
 function build (internalToken: string | undefined) {
   const app = createHttpApp({ service: 'test', logLevel: 'silent', internalToken })
@@ -66,26 +67,26 @@ t.test('callService carries the token; a failure names the service, the status a
   t.equal(await callServiceOrNull(url, '/internal/nothing'), null, 'a 404 is null')
 
   setInternalToken(undefined)
-  const missing = await callService(url, '/internal/things/7', { service: 'things' }).catch((e) => e)
+  const missing = await failure(callService(url, '/internal/things/7', { service: 'things' }))
   t.type(missing, ServiceCallError)
   t.match(missing, { code: 'service_unavailable', statusCode: 503, service: 'things', status: 401, upstreamCode: 'unauthorized' })
   t.equal(missing.message, 'A service this request needs is unavailable; try again shortly.', 'what a client would see names nothing internal')
   t.match(missing.describe(), /^things GET \/internal\/things\/7 answered 401 unauthorized: Internal routes need the internal token/)
 
   setInternalToken('not-the-token-at-all')
-  const wrong = await callService(url, '/internal/things/7?x=1').catch((e) => e)
+  const wrong = await failure(callService(url, '/internal/things/7?x=1'))
   t.match(wrong, { status: 403, upstreamCode: 'forbidden', service: new URL(url).host })
   t.equal(wrong.describe(), `${new URL(url).host} GET /internal/things/7 answered 403 forbidden: The internal token is wrong.`, 'the query is left out')
 
   setInternalToken(TOKEN)
-  const failed = await callService(url, '/internal/fails', { service: 'things', method: 'GET' }).catch((e) => e)
+  const failed = await failure(callService(url, '/internal/fails', { service: 'things', method: 'GET' }))
   t.match(failed, { status: 500, upstreamCode: 'internal_error' })
 
   const closed = createServer()
   await new Promise<void>((resolve) => closed.listen(0, '127.0.0.1', resolve))
   const { port } = closed.address() as AddressInfo
   await new Promise((resolve) => closed.close(resolve))
-  const down = await callService(`http://127.0.0.1:${port}`, '/internal/things/7', { service: 'things', method: 'POST', body: {} }).catch((e) => e)
+  const down = await failure(callService(`http://127.0.0.1:${port}`, '/internal/things/7', { service: 'things', method: 'POST', body: {} }))
   t.type(down, ServiceCallError)
   t.match(down, { code: 'service_unavailable', status: null })
   t.match(down.describe(), /^things POST \/internal\/things\/7: no answer \(.*ECONNREFUSED/)

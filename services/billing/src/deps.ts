@@ -4,7 +4,7 @@ import type { NatsConnection } from '@nats-io/transport-node'
 import { namespaced } from '@chat-platform/contracts'
 import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, type Redis } from '@chat-platform/platform'
 import type { Logger } from 'pino'
-import { userCheck, type UserCheck } from './known-users.ts'
+import { knownUsers, type UserCheck } from './known-users.ts'
 import type { BillingConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
 import { migrations } from './db/migrations/index.ts'
@@ -52,7 +52,8 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
     retryDelayMs: config.BILLING_RETRY_DELAY_MS,
     onCommitted: (balances: Balances) => writeBalanceCache(redis, balances, log)
   }
-  const consumers = { usage: createUsageConsumer(common), signup: createSignupConsumer(common) }
+  const known = knownUsers(db, { authUrl: config.AUTH_URL, enabled: config.BILLING_CHECK_USERS })
+  const consumers = { usage: createUsageConsumer({ ...common, knownUsers: known }), signup: createSignupConsumer(common) }
   let cleanup: NodeJS.Timeout | undefined
   const sweep = () => deleteExpiredIdempotencyKeys(db, config.IDEMPOTENCY_TTL_HOURS)
     .catch((err) => log.warn({ err: (err as Error).message }, 'idempotency key cleanup failed'))
@@ -62,7 +63,7 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
     redis,
     log,
     rules,
-    knownUser: userCheck(db, { authUrl: config.AUTH_URL, enabled: config.BILLING_CHECK_USERS }),
+    knownUser: known.has,
     consumers,
     async start () {
       await consumers.signup.start()

@@ -23,6 +23,11 @@ export interface ConsumerOptions<S extends TSchema> {
   schema: S
   /** Applies schema-valid events inside the given transaction. */
   apply: (trx: Db, events: Static<S>[]) => Promise<ApplyResult>
+  /**
+   * Looks at the schema-valid events of a batch before they are applied (by index): those in `setAside` are stored
+   * as dead letters with the reason (kept, logged, counted) instead; those in `retry` are left for a redelivery.
+   */
+  screen?: (events: Static<S>[]) => Promise<Screened>
   /** Called after each commit with the balances it changed (the Redis copy). */
   onCommitted?: (balances: Balances) => Promise<void>
   ackWaitMs: number
@@ -42,6 +47,7 @@ export interface ConsumerStats { applied: number, duplicates: number, deadLetter
 const isPermanentDbError = (err: unknown) => /^2[23]/.test(String((err as { code?: string })?.code ?? ''))
 
 interface Decoded<E> { msg: JsMsg, event?: E, error?: string }
+export interface Screened { setAside: Map<number, string>, retry: Map<number, string> }
 
 export class EventConsumer<S extends TSchema> {
   readonly stats: ConsumerStats = { applied: 0, duplicates: 0, deadLettered: 0, retried: 0, batches: 0, batchFallbacks: 0, peakInFlight: 0 }
@@ -180,7 +186,7 @@ export class EventConsumer<S extends TSchema> {
 
   /** One transaction for the whole batch; if it fails, each event on its own so one bad event blocks nothing. */
   async processBatch (batch: JsMsg[]): Promise<void> {
-    const decoded = batch.map((m) => this.decode(m))
+    const { decoded, later } = await this.screen(batch.map((m) => this.decode(m)))
     const good = decoded.filter((d) => d.event !== undefined)
     const bad = decoded.filter((d) => d.event === undefined)
     this.stats.batches++
@@ -199,6 +205,31 @@ export class EventConsumer<S extends TSchema> {
       return
     }
     await this.afterCommit(decoded, result)
+    for (const [d, reason] of later) {
+      this.stats.retried++
+      this.opts.log.warn({ stream_seq: d.msg.seq, reason }, 'event held back; redelivering later')
+      this.reply(() => d.msg.nak(this.opts.retryDelayMs))
+    }
+  }
+
+  /** Runs the screen: events it sets aside become dead letters (an error, no event); those it holds back wait. */
+  private async screen (all: Decoded<Static<S>>[]): Promise<{ decoded: Decoded<Static<S>>[], later: [Decoded<Static<S>>, string][] }> {
+    const candidates = all.filter((d) => d.event !== undefined)
+    if (!this.opts.screen || candidates.length === 0) return { decoded: all, later: [] }
+    const verdict = await this.opts.screen(candidates.map((d) => d.event!))
+    const later: [Decoded<Static<S>>, string][] = []
+    candidates.forEach((d, i) => {
+      const aside = verdict.setAside.get(i)
+      const retry = verdict.retry.get(i)
+      if (aside !== undefined) {
+        d.error = aside
+        d.event = undefined
+      } else if (retry !== undefined) {
+        later.push([d, retry])
+      }
+    })
+    const held = new Set(later.map(([d]) => d))
+    return { decoded: all.filter((d) => !held.has(d)), later }
   }
 
   private async afterCommit (decoded: Decoded<Static<S>>[], result: ApplyResult): Promise<void> {
@@ -210,7 +241,7 @@ export class EventConsumer<S extends TSchema> {
     for (const d of decoded) {
       if (d.event === undefined) {
         this.stats.deadLettered++
-        this.opts.log.warn({ stream_seq: d.msg.seq, subject: d.msg.subject, error: d.error }, 'malformed event set aside')
+        this.opts.log.warn({ stream_seq: d.msg.seq, subject: d.msg.subject, error: d.error }, 'event set aside')
         // term() without a reason: a reason needs nats-server 2.11.
         this.reply(() => d.msg.term())
         continue

@@ -1,13 +1,28 @@
-// The chat.usage.recorded consumer (durable `billing-usage` on CHAT_USAGE): debits each exchange once.
-import { namespaced, Subjects, UsageRecordedSchema } from '@chat-platform/contracts'
+// The chat.usage.recorded consumer (durable `billing-usage` on CHAT_USAGE): debits each exchange once; a usage
+// event for a user auth does not know is set aside (a dead letter), never an account opened with a bonus.
+import { namespaced, Subjects, UsageRecordedSchema, type UsageRecorded } from '@chat-platform/contracts'
+import { ServiceCallError } from '@chat-platform/platform'
 import { applyUsageEvents, type LedgerRules } from '../ledger.ts'
-import { EventConsumer, type ConsumerOptions } from './consumer.ts'
+import type { KnownUsers } from '../known-users.ts'
+import { EventConsumer, type ConsumerOptions, type Screened } from './consumer.ts'
 
 export const USAGE_CONSUMER = 'billing-usage'
 
 type Common = Omit<ConsumerOptions<typeof UsageRecordedSchema>, 'stream' | 'durable' | 'filterSubject' | 'schema' | 'apply'>
 
-export function createUsageConsumer (opts: Common & { namespace: string, rules: LedgerRules }) {
+/** Sorts a batch by its users: unknown to auth → set aside; auth unreachable for a user → that user's events wait. */
+export async function screenUsers (events: UsageRecorded[], users: KnownUsers): Promise<Screened> {
+  const verdict = await users.sort(events.map((e) => e.user_id))
+  const screened: Screened = { setAside: new Map(), retry: new Map() }
+  events.forEach((e, i) => {
+    if (verdict.unknown.has(e.user_id)) screened.setAside.set(i, `user ${e.user_id} is unknown to auth: not charged, no account opened`)
+    const err = verdict.unanswered.get(e.user_id)
+    if (err) screened.retry.set(i, `auth could not say whether user ${e.user_id} exists: ${err instanceof ServiceCallError ? err.describe() : err.message}`)
+  })
+  return screened
+}
+
+export function createUsageConsumer (opts: Common & { namespace: string, rules: LedgerRules, knownUsers?: KnownUsers }) {
   const ns = namespaced(opts.namespace)
   return new EventConsumer({
     ...opts,
@@ -15,6 +30,7 @@ export function createUsageConsumer (opts: Common & { namespace: string, rules: 
     durable: USAGE_CONSUMER,
     filterSubject: ns.subject(Subjects.usageRecorded),
     schema: UsageRecordedSchema,
-    apply: (trx, events) => applyUsageEvents(trx, events, opts.rules)
+    apply: (trx, events) => applyUsageEvents(trx, events, opts.rules),
+    screen: opts.knownUsers && ((events) => screenUsers(events, opts.knownUsers!))
   })
 }

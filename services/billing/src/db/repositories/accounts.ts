@@ -41,3 +41,10 @@ export async function selectAccount (db: Db, userId: number): Promise<{ balance:
   const row = await db.selectFrom('accounts').select(['balance', 'chat_applied', 'version']).where('user_id', '=', userId).executeTakeFirst()
   return row && { balance: Number(row.balance), chat_applied: Number(row.chat_applied), version: Number(row.version) }
 }
+
+/** Which of these users have an account. */
+export async function selectAccountIds (db: Db, userIds: number[]): Promise<Set<number>> {
+  if (userIds.length === 0) return new Set()
+  const rows = await db.selectFrom('accounts').select('user_id').where('user_id', 'in', userIds).execute()
+  return new Set(rows.map((r) => Number(r.user_id)))
+}
