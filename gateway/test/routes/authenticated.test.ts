@@ -37,7 +37,13 @@ t.test('attacks and broken tokens are 401 unauthorized with WWW-Authenticate, an
     'wrong issuer': `Bearer ${signTestToken(5, {}, { issuer: 'someone-else' })}`,
     'no exp': `Bearer ${craftToken(edHeader, { sub: '5', iat: now, iss: 'chat-platform', jti: 'j' }, { ed25519: testKeys.privateKey })}`,
     'no sub': `Bearer ${craftToken(edHeader, { iat: now, exp: now + 60, iss: 'chat-platform', jti: 'j' }, { ed25519: testKeys.privateKey })}`,
-    'non-numeric sub': `Bearer ${signTestToken('admin')}`
+    'non-numeric sub': `Bearer ${signTestToken('admin')}`,
+    'sub with a leading zero': `Bearer ${signTestToken('05')}`,
+    'sub in exponent form': `Bearer ${signTestToken('5e0')}`,
+    'sub as a JSON number': `Bearer ${craftToken(edHeader, claimsFor(5, { sub: 5 }), { ed25519: testKeys.privateKey })}`,
+    'sub beyond MAX_SAFE_INTEGER': `Bearer ${signTestToken('9007199254740993')}`,
+    'iat an hour in the future': `Bearer ${craftToken(edHeader, claimsFor(5, { iat: now + 3600, exp: now + 7200 }), { ed25519: testKeys.privateKey })}`,
+    'iat a string': `Bearer ${craftToken(edHeader, claimsFor(5, { iat: String(now) }), { ed25519: testKeys.privateKey })}`
   }
   const before = chat.seen.length
   for (const [name, authorization] of Object.entries(cases)) {

@@ -1,4 +1,4 @@
-// Bearer-token verification shared by the services: EdDSA only, issuer and expiry required, verified-token cache.
+// Bearer-token verification shared by the services: EdDSA only, issuer and expiry required, sub a user id, iat not in the future, verified-token cache.
 import fp from 'fastify-plugin'
 import fastifyJwt from '@fastify/jwt'
 import { createVerifier } from 'fast-jwt'
@@ -41,9 +41,25 @@ export const verifyOptions = (issuer: string) => ({
 
 const BEARER = /^Bearer [A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]*$/
 const CACHE_TTL_MS = 600_000
+/** How far in the future a token's `iat` may lie (clocks of auth and of the verifier differ a little). */
+export const IAT_SKEW_SECONDS = 30
+/** A user id as auth writes it: a canonical decimal integer (no sign, no leading zero, no exponent, no spaces). */
+const USER_ID = /^[1-9][0-9]{0,15}$/
 
-function toUser (payload: TokenClaims): AuthUser {
-  const user: AuthUser = { id: Number(payload.sub), jti: payload.jti }
+/**
+ * The claims beyond the signature, issuer and expiry (which fast-jwt checks): `sub` is a user id, canonical and
+ * within Number.MAX_SAFE_INTEGER (so "007", "7.0", "1e3" or " 7" are not 7), and `iat` is a number not more than
+ * IAT_SKEW_SECONDS in the future (a token "issued" later than now was not issued by a sane auth).
+ */
+function toUser (payload: TokenClaims, nowMs = Date.now()): AuthUser {
+  const sub = payload.sub
+  if (typeof sub !== 'string' || !USER_ID.test(sub)) throw new Error('sub is not a user id')
+  const id = Number(sub)
+  if (!Number.isSafeInteger(id)) throw new Error('sub is not a user id')
+  const iat = payload.iat
+  if (typeof iat !== 'number' || !Number.isFinite(iat)) throw new Error('iat is not a time')
+  if (iat * 1000 > nowMs + IAT_SKEW_SECONDS * 1000) throw new Error('iat is in the future')
+  const user: AuthUser = { id, jti: payload.jti }
   if (payload.role === 'admin') user.role = 'admin'
   return user
 }
@@ -64,8 +80,7 @@ export function createTokenVerifier (publicKey: string, issuer: string, cacheSiz
       cache.delete(token)
     }
     const payload = verify(token)
-    const user = toUser(payload)
-    if (!Number.isSafeInteger(user.id) || user.id < 1) throw new Error('sub is not a user id')
+    const user = toUser(payload, now)
     if (cache.size >= cacheSize) cache.delete(cache.keys().next().value!)
     cache.set(token, { user, until: Math.min(payload.exp * 1000, now + CACHE_TTL_MS) })
     return user
@@ -78,7 +93,7 @@ async function jwtPlugin (app: FastifyInstance, opts: JwtPluginOptions) {
     secret: opts.privateKey ? { private: opts.privateKey, public: opts.publicKey } : { public: opts.publicKey },
     sign: { algorithm: 'EdDSA', iss: opts.issuer, expiresIn: `${opts.ttlSeconds ?? 7 * 86400}s` },
     verify: verifyOptions(opts.issuer),
-    formatUser: toUser
+    formatUser: (payload) => toUser(payload)
   })
   const verify = createTokenVerifier(opts.publicKey, opts.issuer, opts.cacheSize)
   const verifyBearer = (request: FastifyRequest) => {
