@@ -69,7 +69,10 @@ async function main (): Promise<number> {
       // The benchmark is one client hammering from one address: limits would measure themselves.
       RATE_LIMIT_MAX: '1000000000',
       AUTH_RATE_LIMIT_MAX: '1000000',
-      RECHARGE_POLICY: 'self'
+      RECHARGE_POLICY: 'self',
+      // The usage section publishes events for synthetic users auth never registered: with the check on,
+      // billing would set them all aside as unknown users instead of applying them.
+      BILLING_CHECK_USERS: 'false'
     },
     procEnv: Object.fromEntries(profiled.map((p) => [p, {
       NODE_OPTIONS: `${process.env.NODE_OPTIONS ?? ''} --import=${join(BENCH_DIR, 'src/cpu-profile-hook.mjs')}`.trim(),
