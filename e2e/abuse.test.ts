@@ -2,6 +2,8 @@
 // bodies and queries, login brute force, a flood of sends, and no internals in any error body.
 import { createHmac, generateKeyPairSync, randomUUID } from 'node:crypto'
 import { createServer } from 'node:net'
+import { request as httpRequest } from 'node:http'
+import pg from 'pg'
 import t from 'tap'
 import { signTestToken, testKeys, waitFor } from '@chat-platform/platform/testing'
 import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
@@ -245,6 +247,35 @@ t.test('the edge limit on logins per IP: a flood of logins to many emails ends i
   t.ok(limited, 'the gateway limits logins per IP')
   assertProblem(t, limited!, 429, 'rate_limited', 'edge limit')
   t.ok(Number(limited!.headers.get('retry-after')) > 0, 'Retry-After')
+})
+
+t.test('path spelling: with the public limit at 429, register spelled with dots, escapes or extra slashes and a valid token opens no account', async (t) => {
+  t.equal((await system.request('POST', '/api/auth/register', { body: { email: 'plain@e2e.test', password: 'password-1', nickname: 'p' } })).status, 429, 'the plain path is limited (the flood above)')
+  const spellings = ['/api/auth/./register', '/api/auth/%2e/register', '/api/auth/%2E/register', '/api/auth/x/../register', '/api/auth/x/%2e%2e/register',
+    '/api//auth/register', '/api/auth/register/', '/api/auth%2Fregister', '/api/auth/%252e/register', '/api/auth/x/..\\register', '/api/auth/register;x']
+  for (const [i, path] of spellings.entries()) {
+    for (const authorization of [`Bearer ${alice.token}`, undefined]) {
+      const body = JSON.stringify({ email: `spelling-${i}-${authorization ? 't' : 'n'}@e2e.test`, password: 'password-1', nickname: 's' })
+      // node:http sends the target as written (fetch would normalise the dots away on the client).
+      const res = await new Promise<{ status: number, body: string }>((resolve, reject) => {
+        const url = new URL(system.gatewayUrl)
+        const req = httpRequest({ host: url.hostname, port: url.port, method: 'POST', path, headers: { 'content-type': 'application/json', ...(authorization ? { authorization } : {}) } }, (r) => {
+          let text = ''
+          r.on('data', (c: Buffer) => { text += c })
+          r.on('end', () => resolve({ status: r.statusCode ?? 0, body: text }))
+        })
+        req.on('error', reject)
+        req.end(body)
+      })
+      t.equal(res.status, 404, `${path} ${authorization ? 'with' : 'without'} a token`)
+      t.equal(JSON.parse(res.body).code, 'not_found')
+    }
+  }
+  const db = new pg.Client({ connectionString: system.databaseUrl })
+  await db.connect()
+  t.teardown(() => db.end())
+  const { rows } = await db.query("SELECT count(*)::int AS n FROM auth.users WHERE email LIKE 'spelling-%'")
+  t.equal(rows[0].n, 0, 'no account was opened through any spelling')
 })
 
 t.test('afterwards: nothing fetched an avatar, the ledger audit passes, balances exact', async (t) => {
