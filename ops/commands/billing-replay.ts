@@ -6,6 +6,8 @@ import { applyUsageEvents } from '@chat-platform/billing/ledger.ts'
 import { insertDeadLetters, type NewDeadLetter } from '@chat-platform/billing/db/repositories/dead-letters.ts'
 import { selectProcessedEventIds } from '@chat-platform/billing/db/repositories/processed-events.ts'
 import { writeBalanceCache } from '@chat-platform/billing/balance-cache.ts'
+import { knownUsers, type KnownUsers } from '@chat-platform/billing/known-users.ts'
+import { screenUsers } from '@chat-platform/billing/events/usage-recorded.consumer.ts'
 import type { OpsContext } from '../context.ts'
 
 export interface ReplayOptions { since?: Date, fromSeq?: number, until?: Date, dryRun?: boolean, batchSize?: number }
@@ -27,6 +29,8 @@ export async function billingReplay (ctx: OpsContext, opts: ReplayOptions): Prom
       : { deliver_policy: DeliverPolicy.StartTime, opt_start_time: opts.since!.toISOString() })
   })
   const untilNanos = opts.until === undefined ? undefined : BigInt(opts.until.getTime()) * 1_000_000n
+  // As the live consumer: events of users auth does not know are set aside, never an account opened for them.
+  const users = knownUsers(ctx.db(), { authUrl: ctx.config.AUTH_URL, enabled: ctx.config.BILLING_CHECK_USERS })
   for (let done = false; !done;) {
     const batch: JsMsg[] = []
     const msgs = await consumer.fetch({ max_messages: opts.batchSize ?? 200, expires: 2_000 })
@@ -36,14 +40,14 @@ export async function billingReplay (ctx: OpsContext, opts: ReplayOptions): Prom
       if (m.seq === endSeq || m.info.pending === 0) { done = true; break }
     }
     if (batch.length === 0) break
-    await applyBatch(ctx, stream, batch, counts, opts.dryRun ?? false)
+    await applyBatch(ctx, stream, batch, counts, opts.dryRun ?? false, users)
   }
   await consumer.delete().catch(() => {})
   return counts
 }
 
-async function applyBatch (ctx: OpsContext, stream: string, batch: JsMsg[], counts: ReplayCounts, dryRun: boolean): Promise<void> {
-  const events: UsageRecorded[] = []
+async function applyBatch (ctx: OpsContext, stream: string, batch: JsMsg[], counts: ReplayCounts, dryRun: boolean, users: KnownUsers): Promise<void> {
+  const valid: { m: JsMsg, event: UsageRecorded }[] = []
   const rejected: NewDeadLetter[] = []
   for (const m of batch) {
     counts.read++
@@ -51,9 +55,19 @@ async function applyBatch (ctx: OpsContext, stream: string, batch: JsMsg[], coun
     counts.lastSeq = m.seq
     let data: unknown
     try { data = m.json() } catch { data = undefined }
-    if (Value.Check(UsageRecordedSchema, data)) events.push(data)
+    if (Value.Check(UsageRecordedSchema, data)) valid.push({ m, event: data })
     else rejected.push({ stream, stream_seq: m.seq, subject: m.subject, payload: m.string(), error: 'set aside by billing:replay: payload does not match the schema' })
   }
+  const screened = await screenUsers(valid.map((v) => v.event), users)
+  // A replay cannot wait for a redelivery: auth unreachable fails the run (exit 2, naming auth) before anything is written.
+  const [unanswered] = screened.retry.values()
+  if (unanswered !== undefined) throw new Error(`billing:replay stopped: ${unanswered}`)
+  const events: UsageRecorded[] = []
+  valid.forEach(({ m, event }, i) => {
+    const aside = screened.setAside.get(i)
+    if (aside === undefined) events.push(event)
+    else rejected.push({ stream, stream_seq: m.seq, subject: m.subject, payload: m.string(), error: `set aside by billing:replay: ${aside}` })
+  })
   counts.rejected += rejected.length
   let applied: Set<string>
   if (dryRun) {

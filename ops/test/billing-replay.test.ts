@@ -4,7 +4,7 @@ import t from 'tap'
 import { testEnv, testDeps, usageEvent, publisher } from '../../services/billing/test/helper.ts'
 import type { Teardown } from '../../services/billing/test/helper.ts'
 import { auditLedger } from '@chat-platform/billing/audit.ts'
-import { waitFor } from '@chat-platform/platform/testing'
+import { freePort, waitFor } from '@chat-platform/platform/testing'
 import { runOps } from '../cli.ts'
 import { billingReplay } from '../commands/billing-replay.ts'
 import { opsContext } from './helper.ts'
@@ -85,4 +85,27 @@ t.test('bad arguments are refused with a usage error', async (t) => {
   await t.rejects(runOps(['usage:reconcile'], ops.make), /--since is required/)
   await t.rejects(runOps(['nope'], ops.make), /unknown command/)
   await t.rejects(runOps(['billing:audit', '--bogus'], ops.make))
+})
+
+t.test('a replayed event of a user auth does not know is rejected, never an account opened; auth away stops the run', async (t) => {
+  const { buildTestApp: buildAuth } = await import('../../services/auth/test/helper.ts')
+  const auth = await buildAuth(t)
+  const authUrl = await auth.app.listen({ port: 0, host: '127.0.0.1' })
+  const user = await auth.register()
+  const env = await testEnv(t, { BILLING_CHECK_USERS: 'true', AUTH_URL: authUrl })
+  const { deps } = await testDeps(t, env)
+  const pub = publisher(deps, env.EVENTS_NAMESPACE)
+  await pub.usage(usageEvent(user.user_id, { prompt_tokens: 5, completion_tokens: 0 }))
+  await pub.usage(usageEvent(987_654_321))
+
+  const away = opsContext({ ...env, AUTH_URL: `http://127.0.0.1:${await freePort()}` })
+  await t.rejects(runOps(['billing:replay', '--from-seq', '1'], away.make), /billing:replay stopped: auth could not say whether user \d+ exists: auth GET \/internal\/users\/\d+: no answer \(.*ECONNREFUSED/)
+  t.same(await deps.db.selectFrom('transactions').selectAll().execute(), [], 'nothing written')
+
+  const run = opsContext(env)
+  t.equal(await runOps(['billing:replay', '--from-seq', '1'], run.make), 0)
+  t.same(run.lines, ['applied 1, already applied 0, rejected 1 (read 2 events, stream seq 1–2)'])
+  t.same((await deps.db.selectFrom('accounts').select('user_id').execute()).map((r) => Number(r.user_id)), [user.user_id], 'no account for the stranger')
+  t.match(await deps.db.selectFrom('dead_letters').select('error').execute(), [{ error: 'set aside by billing:replay: user 987654321 is unknown to auth: not charged, no account opened' }])
+  t.equal((await auditLedger(deps.db)).breaks.length, 0)
 })

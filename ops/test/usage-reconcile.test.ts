@@ -3,7 +3,7 @@
 // two events as published (acknowledged) that never reached a consumer.
 import t from 'tap'
 import { sql } from 'kysely'
-import { waitFor } from '@chat-platform/platform/testing'
+import { freePort, waitFor } from '@chat-platform/platform/testing'
 import { testEnv, testDeps } from '../../services/billing/test/helper.ts'
 import { buildTestApp as buildChat } from '../../services/chat/test/helper.ts'
 import { loadBillingConfig } from '@chat-platform/billing/config.ts'
@@ -66,10 +66,11 @@ t.test('events billing never received are re-published by chat and then applied;
 
 t.test('an unreachable service fails the run instead of reporting a false gap, naming the service and the cause', async (t) => {
   const env = await testEnv(t)
-  const ops = opsContext({ ...env, CHAT_URL: 'http://127.0.0.1:9', BILLING_URL: 'http://127.0.0.1:9' })
+  const down = `http://127.0.0.1:${await freePort()}`
+  const ops = opsContext({ ...env, CHAT_URL: down, BILLING_URL: down })
   const err = await runOps(['usage:reconcile', '--since', '2020-01-01T00:00:00Z'], ops.make).catch((e) => e)
-  t.match(err, { code: 'service_unavailable', service: 'chat (http://127.0.0.1:9)', status: null })
-  t.match(failureMessage(err), /^ops failed: chat \(http:\/\/127\.0\.0\.1:9\) GET \/internal\/usage: no answer \(.+\)$/)
+  t.match(err, { code: 'service_unavailable', service: `chat (${down})`, status: null })
+  t.equal(failureMessage(err), `ops failed: chat (${down}) GET /internal/usage: no answer (connect ECONNREFUSED ${down.slice(7)})`)
 })
 
 t.test('a service that answers an error: the run fails with its name, status and detail', async (t) => {
