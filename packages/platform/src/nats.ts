@@ -1,7 +1,7 @@
 // NATS JetStream: the connection, and creating or updating the streams a service produces to or consumes from.
 import { connect, type NatsConnection } from '@nats-io/transport-node'
-import { nanos } from '@nats-io/nats-core'
-import { jetstreamManager, JetStreamApiCodes, JetStreamApiError, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager } from '@nats-io/jetstream'
+import { nanos, TimeoutError } from '@nats-io/nats-core'
+import { jetstreamManager, JetStreamApiCodes, JetStreamApiError, DiscardPolicy, RetentionPolicy, StorageType, type JetStreamManager, type StreamConfig } from '@nats-io/jetstream'
 import type { Logger } from 'pino'
 
 export interface NatsOptions { url: string, name: string, log?: Logger }
@@ -69,8 +69,12 @@ export interface StreamSpec { name: string, subjects: string[] }
 /**
  * Ensures each stream exists with limits retention (events are kept for replay), file storage and a
  * 2-minute de-duplication window. Only features nats-server 2.9 has are used.
+ *
+ * Replicas booting together create the same streams at once. A clustered nats-server 2.9 may leave such a
+ * concurrent create or update unanswered (the client times out while the first one succeeds), so a timed-out
+ * call is retried: the next attempt finds the stream and updates it to the same config.
  */
-export async function ensureStreams (nc: NatsConnection, specs: StreamSpec[], opts: { maxAgeDays: number, replicas: number }): Promise<JetStreamManager> {
+export async function ensureStreams (nc: NatsConnection, specs: StreamSpec[], opts: { maxAgeDays: number, replicas: number, attempts?: number }): Promise<JetStreamManager> {
   const jsm = await jetstreamManager(nc)
   for (const spec of specs) {
     const config = {
@@ -82,20 +86,33 @@ export async function ensureStreams (nc: NatsConnection, specs: StreamSpec[], op
       duplicate_window: nanos(120_000),
       num_replicas: opts.replicas
     }
-    try {
-      await jsm.streams.info(spec.name)
-      await jsm.streams.update(spec.name, config)
-    } catch (err) {
-      if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err
+    const attempts = opts.attempts ?? 6
+    for (let attempt = 1; ; attempt++) {
       try {
-        await jsm.streams.add({ name: spec.name, ...config })
-      } catch (addErr) {
-        // Another replica created it in between: fine.
-        if (!(addErr instanceof JetStreamApiError) || !/already in use|exists/i.test(addErr.message)) throw addErr
+        await ensureStream(jsm, spec.name, config)
+        break
+      } catch (err) {
+        if (!(err instanceof TimeoutError) || attempt >= attempts) throw err
+        await new Promise((resolve) => setTimeout(resolve, 250 * attempt))
       }
     }
   }
   return jsm
+}
+
+async function ensureStream (jsm: JetStreamManager, name: string, config: Partial<StreamConfig>): Promise<void> {
+  try {
+    await jsm.streams.info(name)
+    await jsm.streams.update(name, config)
+  } catch (err) {
+    if (!(err instanceof JetStreamApiError) || err.code !== JetStreamApiCodes.StreamNotFound) throw err
+    try {
+      await jsm.streams.add({ name, ...config })
+    } catch (addErr) {
+      // Another replica created it in between: fine.
+      if (!(addErr instanceof JetStreamApiError) || !/already in use|exists/i.test(addErr.message)) throw addErr
+    }
+  }
 }
 
 export async function pingNats (nc: NatsConnection): Promise<void> {

@@ -4,6 +4,8 @@ import { mkdtempSync, rmSync, writeFileSync, copyFileSync } from 'node:fs'
 import { createServer, connect as netConnect } from 'node:net'
 import { tmpdir } from 'node:os'
 import { basename, join } from 'node:path'
+import { connect } from '@nats-io/transport-node'
+import { jetstreamManager } from '@nats-io/jetstream'
 import { waitFor } from './isolation.ts'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
@@ -139,7 +141,8 @@ const healthy = async (httpPort: number) => {
 
 /**
  * A JetStream cluster of `size` nats-server processes on loopback (`n0`, `n1`, …: cluster routes between all of
- * them, each with its own store in a temp dir), started together; resolves once every node reports healthy.
+ * them, each with its own store in a temp dir), started together; resolves once every node reports healthy and
+ * the JetStream API answers through each.
  * A node stopped with `stop()` (SIGKILL) restarts with its data by `start()`.
  */
 export async function startNatsCluster (t: Teardown, opts: { size?: number, keepOutput?: boolean } = {}): Promise<NatsCluster> {
@@ -161,6 +164,13 @@ export async function startNatsCluster (t: Teardown, opts: { size?: number, keep
     })
     return Object.assign(server, { name, httpPort: p.http })
   }))
+  // Healthy nodes may still be electing the meta leader: ready once the JetStream API answers through each node.
+  for (const n of nodes) {
+    await waitFor(async () => {
+      const nc = await connect({ servers: n.url, timeout: 2_000 })
+      try { return await (await jetstreamManager(nc, { timeout: 2_000 })).getAccountInfo() } finally { await nc.close() }
+    }, { timeoutMs: 60_000, intervalMs: 200, what: `JetStream through ${n.name}` })
+  }
   return {
     url: nodes.map((n) => n.url).join(','),
     nodes,
