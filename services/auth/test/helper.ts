@@ -2,7 +2,7 @@
 import { Writable } from 'node:stream'
 import pino from 'pino'
 import type { LightMyRequestResponse } from 'fastify'
-import { createTestDatabase, testNamespace, testRedisPrefix, testKeys, freePort } from '@chat-platform/platform/testing'
+import { createTestDatabase, testNamespace, testRedisPrefix, testKeys, freePort, waitFor } from '@chat-platform/platform/testing'
 import { loggerOptions } from '@chat-platform/platform'
 import { loadAuthConfig, type AuthConfig } from '../src/config.ts'
 import { createDeps, closeDeps, type AuthDeps } from '../src/deps.ts'
@@ -62,6 +62,9 @@ export async function buildTestApp (t: Teardown, env: Record<string, string | un
   await deps.relay.start()
   await app.ready()
   scope.teardown(() => app.close())
+  // Redis commands fail at once until the connection is up (no offline queue), and the login throttle fails open
+  // on them: a test counting attempts must not start on a connection still opening (slow under load).
+  await waitFor(() => deps.redis.status === 'ready', { what: 'auth redis connection ready' })
 
   const login: TestApp['login'] = (email, password, remoteAddress) =>
     app.inject({ method: 'POST', url: '/api/auth/email-login', payload: { email, password }, remoteAddress })
