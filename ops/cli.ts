@@ -74,6 +74,7 @@ export async function runOps (argv: string[], ctx: () => OpsContext): Promise<nu
         c.out(`chat recorded ${r.recorded}, billing applied ${r.applied}, missing ${r.missing.length}${dryRun ? ' (dry run: nothing requeued)' : `, requeued ${r.requeued}`}`)
         for (const id of r.missing.slice(0, 20)) c.out(`  missing ${id}`)
         if (r.missing.length > 20) c.out(`  … and ${r.missing.length - 20} more`)
+        if (r.pending > 0) c.out(`chat holds ${r.pending} exchange(s) left pending by a process that stopped: its sweeper charges them (estimated) after CHAT_PENDING_STALE_MS`)
         return 0
       } finally { await c.close() }
     }

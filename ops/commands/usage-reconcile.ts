@@ -13,6 +13,8 @@ export interface ReconcileResult {
   applied: number
   missing: string[]
   requeued: number
+  /** Exchanges chat still holds pending with an expired lease (their process died before charging them). */
+  pending: number
 }
 
 const CHUNK = 500
@@ -22,12 +24,12 @@ export async function usageReconcile (ctx: OpsContext, opts: ReconcileOptions): 
   // Without --until, the newest events are left out: they may simply still be on their way.
   const until = opts.until ?? new Date(Date.now() - (opts.graceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000)
   if (until.getTime() <= opts.since.getTime()) {
-    return { since: opts.since, until, empty: true, recorded: 0, applied: 0, missing: [], requeued: 0 }
+    return { since: opts.since, until, empty: true, recorded: 0, applied: 0, missing: [], requeued: 0, pending: 0 }
   }
   const range = new URLSearchParams({ since: opts.since.toISOString(), until: until.toISOString() })
   const timeoutMs = 30_000
   const chatAt = { service: `chat (${ctx.config.CHAT_URL})`, timeoutMs }
-  const chat = await callService<{ events: { event_id: string, occurred_at: string }[] }>(ctx.config.CHAT_URL, `/internal/usage?${range}`, chatAt)
+  const chat = await callService<{ events: { event_id: string, occurred_at: string }[], pending?: { count: number } }>(ctx.config.CHAT_URL, `/internal/usage?${range}`, chatAt)
   const billing = await callService<{ event_ids: string[] }>(ctx.config.BILLING_URL, `/internal/usage-events?${range}`, { service: `billing (${ctx.config.BILLING_URL})`, timeoutMs })
   const have = new Set(billing.event_ids)
   const missing = chat.events.map((e) => e.event_id).filter((id) => !have.has(id))
@@ -38,5 +40,5 @@ export async function usageReconcile (ctx: OpsContext, opts: ReconcileOptions): 
       requeued += res.requeued
     }
   }
-  return { since: opts.since, until, empty: false, recorded: chat.events.length, applied: billing.event_ids.length, missing, requeued }
+  return { since: opts.since, until, empty: false, recorded: chat.events.length, applied: billing.event_ids.length, missing, requeued, pending: chat.pending?.count ?? 0 }
 }

@@ -8,12 +8,17 @@ import type { ChatConfig } from '../config.ts'
 import type { ChatDeps } from '../deps.ts'
 import { SCHEMA } from '../db/database.ts'
 import { findUsageByIds, listUsageBetween } from '../db/repositories/usage.ts'
+import { countStalePending } from '../db/repositories/exchanges.ts'
 
 const UsageQuerySchema = Type.Object({
   since: Type.String({ format: 'date-time' }),
   until: Type.Optional(Type.String({ format: 'date-time' }))
 })
-const UsageListSchema = Type.Object({ events: Type.Array(Type.Object({ event_id: Type.String(), occurred_at: Type.String() })) })
+const UsageListSchema = Type.Object({
+  events: Type.Array(Type.Object({ event_id: Type.String(), occurred_at: Type.String() })),
+  /** Exchanges (any time) still pending with their lease expired: a process died before charging them; the sweeper settles them. */
+  pending: Type.Object({ count: Type.Integer(), oldest: Type.Union([Type.String(), Type.Null()]) })
+})
 const RepublishBodySchema = Type.Object({ event_ids: Type.Array(Type.String({ format: 'uuid' }), { maxItems: 10_000 }) })
 const RepublishResponseSchema = Type.Object({ requeued: Type.Integer() })
 
@@ -29,8 +34,11 @@ export async function internalUsageRoutes (fastify: FastifyInstance, opts: { dep
     const since = new Date(q.since)
     const until = q.until ? new Date(q.until) : undefined
     if (until && until < since) throw validationFailed('/querystring/until', 'must not be before since')
-    const rows = await listUsageBetween(db, since, until)
-    return { events: rows.map((r) => ({ event_id: r.event_id, occurred_at: r.occurred_at.toISOString() })) }
+    const [rows, pending] = await Promise.all([listUsageBetween(db, since, until), countStalePending(db)])
+    return {
+      events: rows.map((r) => ({ event_id: r.event_id, occurred_at: r.occurred_at.toISOString() })),
+      pending: { count: pending.count, oldest: pending.oldest?.toISOString() ?? null }
+    }
   })
 
   app.post('/internal/usage/republish', {

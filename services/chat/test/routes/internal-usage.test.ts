@@ -2,6 +2,7 @@
 import t from 'tap'
 import { waitFor } from '@chat-platform/platform/testing'
 import { buildTestApp } from '../helper.ts'
+import { insertUserMessage } from '../../src/db/repositories/exchanges.ts'
 
 t.test('internal usage routes', async (t) => {
   const s = await buildTestApp(t)
@@ -14,10 +15,10 @@ t.test('internal usage routes', async (t) => {
 
   const list = await s.app.inject({ method: 'GET', url: `/internal/usage?since=${encodeURIComponent(start)}` })
   t.equal(list.statusCode, 200)
-  t.same(list.json(), { events: rows.map((r) => ({ event_id: r.event_id, occurred_at: r.occurred_at.toISOString() })) })
+  t.same(list.json(), { events: rows.map((r) => ({ event_id: r.event_id, occurred_at: r.occurred_at.toISOString() })), pending: { count: 0, oldest: null } })
   const until = rows[1].occurred_at.toISOString()
   t.same((await s.app.inject({ method: 'GET', url: `/internal/usage?since=${encodeURIComponent(start)}&until=${encodeURIComponent(until)}` })).json().events.map((e: { event_id: string }) => e.event_id), [rows[0].event_id], 'until is exclusive')
-  t.same((await s.app.inject({ method: 'GET', url: `/internal/usage?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}` })).json(), { events: [] })
+  t.same((await s.app.inject({ method: 'GET', url: `/internal/usage?since=${encodeURIComponent(new Date(Date.now() + 60_000).toISOString())}` })).json(), { events: [], pending: { count: 0, oldest: null } })
   t.equal((await s.app.inject({ method: 'GET', url: '/internal/usage' })).statusCode, 400)
   t.equal((await s.app.inject({ method: 'GET', url: '/internal/usage?since=yesterday' })).statusCode, 400)
 
@@ -36,4 +37,14 @@ t.test('internal usage routes', async (t) => {
   t.same(rebuilt!.payload, before.payload)
   t.equal(await s.streamMessageCount(), 2)
   t.equal((await s.app.inject({ method: 'POST', url: '/internal/usage/republish', payload: { event_ids: ['nope'] } })).statusCode, 400)
+})
+
+t.test('/internal/usage counts exchanges left pending with an expired lease (what usage:reconcile reports)', async (t) => {
+  const s = await buildTestApp(t, { CHAT_PENDING_SWEEP_MS: '3600000' })
+  const session = await s.createSession(2)
+  const pending = (leaseMs: number) => insertUserMessage(s.deps.db, { session_id: session.id, user_id: 2, role: 'user', content: 'q', content_tokens: 1, status: 'pending', error_code: null, exchange_model: 'm', exchange_prompt_tokens: 3, lease_ms: leaseMs })
+  const dead = await pending(-1000)
+  await pending(60_000)
+  const res = (await s.app.inject({ method: 'GET', url: `/internal/usage?since=${encodeURIComponent(new Date().toISOString())}` })).json()
+  t.same(res.pending, { count: 1, oldest: dead.created_at.toISOString() }, 'the live exchange is not counted')
 })
