@@ -45,3 +45,38 @@ t.test('speaks the OpenAI wire protocol to the official SDK', async (t) => {
   sim.reset({ omitUsage: true })
   t.notOk((await client.chat.completions.create({ model: 'm', messages })).usage)
 })
+
+t.test('honours max_tokens like a provider: the text is cut, finish_reason "length", completion tokens capped', async (t) => {
+  const sim = await startSimulator({ words: 200 })
+  t.teardown(() => sim.close())
+  const client = new OpenAI({ apiKey: 'x', baseURL: sim.url, maxRetries: 0 })
+  const messages = [{ role: 'user' as const, content: 'hi' }]
+  const json = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, max_tokens: 10 })
+  t.equal(json.choices[0].finish_reason, 'length')
+  t.equal(json.usage!.completion_tokens, 10)
+  const stream = await client.chat.completions.create({ model: 'gpt-4o-mini', messages, max_tokens: 10, stream: true, stream_options: { include_usage: true } })
+  let text = ''
+  let finish
+  for await (const chunk of stream) {
+    text += chunk.choices[0]?.delta?.content ?? ''
+    finish = chunk.choices[0]?.finish_reason ?? finish
+  }
+  t.equal(text, json.choices[0].message.content)
+  t.equal(finish, 'length')
+  const whole = await client.chat.completions.create({ model: 'gpt-4o-mini', messages })
+  t.ok(whole.usage!.completion_tokens > 100, 'without max_tokens the whole reply')
+})
+
+t.test('chat sends CHAT_MAX_OUTPUT_TOKENS (default 4096) as max_tokens', async (t) => {
+  const s = await buildTestApp(t)
+  await s.seedBalance(1, 1000)
+  const session = await s.createSession(1)
+  t.equal((await s.send(1, session.id, 'hi')).statusCode, 200)
+  t.equal(s.llm.requests[0].body.max_tokens, 4096)
+  const capped = await buildTestApp(t, { CHAT_MAX_OUTPUT_TOKENS: '5' }, { knobs: { words: 100 } })
+  await capped.seedBalance(1, 1000)
+  const s2 = await capped.createSession(1)
+  const reply = (await capped.send(1, s2.id, 'hi')).json()
+  t.equal(capped.llm.requests[0].body.max_tokens, 5)
+  t.equal(reply.tokens, 5, 'the reply, and its charge, stop at the cap')
+})
