@@ -60,7 +60,7 @@ t.test('compose runs on docker-compose 1.29 too: no top-level name, only keys it
   t.notOk('name' in compose, 'no top-level name: (docker-compose 1.29 refuses it; the project is named by -p or the directory)')
   t.same(Object.keys(compose).filter((k) => !k.startsWith('x-')).sort(), ['services', 'volumes'])
   const v1 = spawnSync('docker-compose', ['version', '--short'], { encoding: 'utf8' })
-  if (v1.error) return t.skip('docker-compose (v1) is not installed here')
+  if (v1.error) return t.skip('docker-compose (v1) is not installed here', () => {})
   const env = { ...process.env, JWT_PUBLIC_KEY: 'k', JWT_PRIVATE_KEY: 'k', INTERNAL_TOKEN: 't', POSTGRES_PASSWORD: 'p', AUTH_DB_PASSWORD: 'p', CHAT_DB_PASSWORD: 'p', BILLING_DB_PASSWORD: 'p', AUTH_NATS_PASSWORD: 'p', CHAT_NATS_PASSWORD: 'p', BILLING_NATS_PASSWORD: 'p', NATS_ADMIN_PASSWORD: 'p' }
   const res = spawnSync('docker-compose', ['-f', repoPath('docker-compose.yml'), '--project-directory', repoPath('.'), 'config', '-q'], { encoding: 'utf8', env })
   t.equal(res.status, 0, `docker-compose ${v1.stdout.trim()} config accepts the file${res.status === 0 ? '' : `: ${res.stderr}`}`)
@@ -338,8 +338,8 @@ t.test('the image health check exits 0 only on a 200 from /healthz', async (t) =
 
 // --- Kubernetes ---------------------------------------------------------------------------------------
 
-const kustomization = loadYaml('infra/k8s/kustomization.yaml')
-const manifests: any[] = kustomization.resources.flatMap((file: string) => loadYamlDocuments('infra/k8s', file).map((doc) => ({ ...doc, file })))
+const kustomization = loadYaml('infra/k8s/base/kustomization.yaml')
+const manifests: any[] = kustomization.resources.flatMap((file: string) => loadYamlDocuments('infra/k8s/base', file).map((doc) => ({ ...doc, file })))
 const byKind = (kind: string) => manifests.filter((m) => m.kind === kind)
 const named = (kind: string, name: string) => byKind(kind).find((m) => m.metadata.name === name)
 
@@ -353,7 +353,7 @@ const MODEL_MODULES: Record<string, string> = {
 }
 
 t.test('every manifest validates against the Kubernetes API schema (kubernetes-models)', async (t) => {
-  const files = readdirSync(repoPath('infra/k8s')).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
+  const files = readdirSync(repoPath('infra/k8s/base')).filter((f) => f.endsWith('.yaml') && f !== 'kustomization.yaml')
   t.same(files.sort(), [...kustomization.resources].sort(), 'every manifest file is in the kustomization')
   for (const { file, ...doc } of manifests) {
     const modulePath = MODEL_MODULES[doc.apiVersion]
