@@ -18,8 +18,9 @@ t.setTimeout(240_000)
 
 const ROOT = fileURLToPath(new URL('../../', import.meta.url))
 const NATS_DIR = `${ROOT}infra/nats/`
-const USERS = ['auth', 'chat', 'billing', 'admin'] as const
-const passwords = Object.fromEntries(USERS.map((u) => [u, randomBytes(12).toString('hex')])) as Record<typeof USERS[number], string>
+const USERS = ['auth', 'chat', 'billing', 'gateway', 'admin'] as const
+// Starting with a letter, as generate-env.sh makes them: nats-server parses the variable's value (`3e5…` is a number).
+const passwords = Object.fromEntries(USERS.map((u) => [u, `n${randomBytes(12).toString('hex')}`])) as Record<typeof USERS[number], string>
 
 // The 2.9 server config as shipped, on loopback, a free port and a temp store; users.conf is copied beside it.
 const shipped = readFileSync(`${NATS_DIR}nats-2.9.conf`, 'utf8')
@@ -32,7 +33,7 @@ const nats = await startPrivateNats(t, {
   config,
   files: [`${NATS_DIR}users.conf`],
   keepOutput: true,
-  env: { AUTH_NATS_PASSWORD: passwords.auth, CHAT_NATS_PASSWORD: passwords.chat, BILLING_NATS_PASSWORD: passwords.billing, NATS_ADMIN_PASSWORD: passwords.admin }
+  env: { AUTH_NATS_PASSWORD: passwords.auth, CHAT_NATS_PASSWORD: passwords.chat, BILLING_NATS_PASSWORD: passwords.billing, GATEWAY_NATS_PASSWORD: passwords.gateway, NATS_ADMIN_PASSWORD: passwords.admin }
 })
 const urlFor = (user: typeof USERS[number]) => `nats://${user}:${passwords[user]}@127.0.0.1:${nats.port}`
 
@@ -42,7 +43,7 @@ const system = await startSystem(t, {
   // The shipped config names the production streams: no test namespace on this private server.
   natsUrl: urlFor('billing'),
   env: { EVENTS_NAMESPACE: '', OPENAI_BASE_URL: sim.url, OPENAI_API_KEY: 'sk-e2e' },
-  procEnv: { auth: { NATS_URL: urlFor('auth') }, chat: { NATS_URL: urlFor('chat') }, billing: { NATS_URL: urlFor('billing') } }
+  procEnv: { auth: { NATS_URL: urlFor('auth') }, chat: { NATS_URL: urlFor('chat') }, billing: { NATS_URL: urlFor('billing') }, gateway: { NATS_URL: urlFor('gateway') } }
 })
 
 const admin = await connect({ servers: nats.url, user: 'admin', pass: passwords.admin })
@@ -51,7 +52,7 @@ const jsm = await jetstreamManager(admin)
 const streamMessages = async (name: string) => (await jsm.streams.info(name)).state.messages
 
 /** A client connected as `user` that records the permission violations the server reports to it. */
-async function clientAs (user: 'auth' | 'chat' | 'billing'): Promise<{ nc: NatsConnection, violations: string[] }> {
+async function clientAs (user: 'auth' | 'chat' | 'billing' | 'gateway'): Promise<{ nc: NatsConnection, violations: string[] }> {
   const nc = await connectNats({ url: urlFor(user), name: `test-${user}` })
   t.teardown(() => nc.close())
   const violations: string[] = []
@@ -110,6 +111,12 @@ t.test("chat's user cannot publish to auth's subjects or read what it may not", 
   billing.nc.publish(Subjects.usageRecorded, '{}')
   await billing.nc.flush()
   await waitFor(() => billing.violations.some((v) => v.includes(Subjects.usageRecorded)), { what: "billing's publish violation" })
+  // The gateway only reads revoked tokens: it publishes no event and reads no other stream.
+  const gateway = await clientAs('gateway')
+  gateway.nc.publish(Subjects.userRegistered, '{}')
+  await gateway.nc.flush()
+  await waitFor(() => gateway.violations.some((v) => v.includes(Subjects.userRegistered)), { what: "the gateway's publish violation" })
+  await t.rejects(jetstreamManager(gateway.nc).then((m) => m.streams.info(Streams.CHAT_USAGE.name)), 'the gateway cannot read CHAT_USAGE')
   // A user registered through the gateway afterwards is still credited: the services were not disturbed.
   const u = await registerUser(system, 'perm-after')
   await assertExactBalance(t, system, u, { usage: 0 })

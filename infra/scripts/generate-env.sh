@@ -14,7 +14,8 @@ printf 'JWT_PUBLIC_KEY="%s"\n' "$(oneline "$dir/jwt.pub.pem")"
 for name in INTERNAL_TOKEN METRICS_TOKEN POSTGRES_PASSWORD AUTH_DB_PASSWORD CHAT_DB_PASSWORD BILLING_DB_PASSWORD; do
   printf '%s=%s\n' "$name" "$(openssl rand -hex 24)"
 done
-# NATS users (infra/nats/users.conf): one password per service, and the operators' admin.
-for name in AUTH_NATS_PASSWORD CHAT_NATS_PASSWORD BILLING_NATS_PASSWORD NATS_ADMIN_PASSWORD; do
-  printf '%s=%s\n' "$name" "$(openssl rand -hex 24)"
+# NATS users (infra/nats/users.conf): one password per process, and the operators' admin. nats-server parses the
+# variable's value as a config value (a leading digit can make it a number or a parse error): start with a letter.
+for name in AUTH_NATS_PASSWORD CHAT_NATS_PASSWORD BILLING_NATS_PASSWORD GATEWAY_NATS_PASSWORD NATS_ADMIN_PASSWORD; do
+  printf '%s=n%s\n' "$name" "$(openssl rand -hex 24)"
 done

@@ -61,7 +61,7 @@ t.test('compose runs on docker-compose 1.29 too: no top-level name, only keys it
   t.same(Object.keys(compose).filter((k) => !k.startsWith('x-')).sort(), ['services', 'volumes'])
   const v1 = spawnSync('docker-compose', ['version', '--short'], { encoding: 'utf8' })
   if (v1.error) return t.skip('docker-compose (v1) is not installed here', () => {})
-  const env = { ...process.env, JWT_PUBLIC_KEY: 'k', JWT_PRIVATE_KEY: 'k', INTERNAL_TOKEN: 't', POSTGRES_PASSWORD: 'p', AUTH_DB_PASSWORD: 'p', CHAT_DB_PASSWORD: 'p', BILLING_DB_PASSWORD: 'p', AUTH_NATS_PASSWORD: 'p', CHAT_NATS_PASSWORD: 'p', BILLING_NATS_PASSWORD: 'p', NATS_ADMIN_PASSWORD: 'p' }
+  const env = { ...process.env, JWT_PUBLIC_KEY: 'k', JWT_PRIVATE_KEY: 'k', INTERNAL_TOKEN: 't', POSTGRES_PASSWORD: 'p', AUTH_DB_PASSWORD: 'p', CHAT_DB_PASSWORD: 'p', BILLING_DB_PASSWORD: 'p', AUTH_NATS_PASSWORD: 'p', CHAT_NATS_PASSWORD: 'p', BILLING_NATS_PASSWORD: 'p', GATEWAY_NATS_PASSWORD: 'p', NATS_ADMIN_PASSWORD: 'p' }
   const res = spawnSync('docker-compose', ['-f', repoPath('docker-compose.yml'), '--project-directory', repoPath('.'), 'config', '-q'], { encoding: 'utf8', env })
   t.equal(res.status, 0, `docker-compose ${v1.stdout.trim()} config accepts the file${res.status === 0 ? '' : `: ${res.stderr}`}`)
 })
@@ -168,7 +168,7 @@ t.test('nats: JetStream on a volume, every write synced', async (t) => {
   const conf = readRepo('infra/nats/nats.conf')
   t.ok(nats.volumes.includes('./infra/nats:/etc/nats:ro'), 'the configs, with the users.conf they include')
   t.same(nats.command, ['--config', '/etc/nats/$' + '{NATS_CONFIG:-nats.conf}'], 'the config NATS_CONFIG names (nats-2.9.conf for Debian\'s 2.9)')
-  for (const v of ['AUTH_NATS_PASSWORD', 'CHAT_NATS_PASSWORD', 'BILLING_NATS_PASSWORD', 'NATS_ADMIN_PASSWORD']) {
+  for (const v of ['AUTH_NATS_PASSWORD', 'CHAT_NATS_PASSWORD', 'BILLING_NATS_PASSWORD', 'GATEWAY_NATS_PASSWORD', 'NATS_ADMIN_PASSWORD']) {
     t.match(nats.environment[v], new RegExp(`^\\$\\{${v}:\\?`), `nats gets ${v}, required from .env`)
     t.match(readRepo('infra/nats/users.conf'), new RegExp(`password: \\$${v}\\b`), `users.conf reads ${v}`)
   }
@@ -184,7 +184,7 @@ t.test('the NATS configs are accepted by nats-server', async (t) => {
   const version = spawnSync('nats-server', ['--version'], { encoding: 'utf8' })
   if (version.error) return t.skip('nats-server is not installed here', () => {})
   const [major, minor] = (/v(\d+)\.(\d+)/.exec(version.stdout)?.slice(1) ?? []).map(Number)
-  const env = { ...process.env, AUTH_NATS_PASSWORD: 'a', CHAT_NATS_PASSWORD: 'c', BILLING_NATS_PASSWORD: 'b', NATS_ADMIN_PASSWORD: 'd', NATS_SERVER_NAME: 'nats-0' }
+  const env = { ...process.env, AUTH_NATS_PASSWORD: 'a', CHAT_NATS_PASSWORD: 'c', BILLING_NATS_PASSWORD: 'b', GATEWAY_NATS_PASSWORD: 'g', NATS_ADMIN_PASSWORD: 'd', NATS_SERVER_NAME: 'nats-0' }
   for (const file of ['nats.conf', 'cluster.conf', 'nats-2.9.conf', 'cluster-2.9.conf']) {
     const res = spawnSync('nats-server', ['-t', '-c', repoPath('infra/nats', file)], { encoding: 'utf8', env })
     const problems = `${res.stdout}${res.stderr}`.split('\n').filter((l) => /\.conf:\d+:\d+|error/i.test(l))
@@ -197,6 +197,19 @@ t.test('the NATS configs are accepted by nats-server', async (t) => {
   const body = (f: string) => readRepo('infra/nats', f).split('\n').filter((l) => !/^\s*#|sync_interval/.test(l) && l.trim()).map((l) => l.replace(/\s+#.*$/, ''))
   t.same(body('nats-2.9.conf'), body('nats.conf'), 'nats-2.9.conf = nats.conf without sync_interval')
   t.same(body('cluster-2.9.conf'), body('cluster.conf'), 'cluster-2.9.conf = cluster.conf without sync_interval')
+})
+
+t.test('generate-env.sh makes NATS passwords nats-server reads as strings', async (t) => {
+  if (spawnSync('openssl', ['version']).error) return t.skip('openssl is not installed here')
+  const out = spawnSync('sh', [repoPath('infra/scripts/generate-env.sh')], { encoding: 'utf8' }).stdout
+  const vars = Object.fromEntries([...out.matchAll(/^(\w+_NATS_PASSWORD|NATS_ADMIN_PASSWORD)=(.*)$/gm)].map((m) => [m[1], m[2]]))
+  const read = [...readRepo('infra/nats/users.conf').matchAll(/password: \$(\w+)/g)].map((m) => m[1])
+  t.same(Object.keys(vars).sort(), [...read].sort(), 'a password for every NATS user')
+  // nats-server parses a variable's value as a config value: `3e5…` would be a number, or refused.
+  for (const [k, v] of Object.entries(vars)) t.match(v, /^[a-z][a-z0-9]{16,}$/, `${k} starts with a letter`)
+  if (spawnSync('nats-server', ['--version']).error) return
+  const res = spawnSync('nats-server', ['-t', '-c', repoPath('infra/nats/nats-2.9.conf')], { encoding: 'utf8', env: { ...process.env, ...vars } })
+  t.equal(res.status, 0, `nats-server accepts them: ${res.stderr}`)
 })
 
 t.test('the nats-cluster profile: three nodes routed to each other, each with its own name and volume', async (t) => {
