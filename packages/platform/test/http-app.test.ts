@@ -1,7 +1,7 @@
 // The shared HTTP app: problem+json for every error, request ids, strict bodies, hidden 5xx details.
 import t from 'tap'
 import { Type } from 'typebox'
-import { createHttpApp, ProblemError } from '../src/index.ts'
+import { createHttpApp, frameworkErrors, ProblemError } from '../src/index.ts'
 
 function build () {
   const app = createHttpApp({ service: 'test', logLevel: 'silent' })
@@ -148,4 +148,10 @@ t.test('what the router refuses before any hook is a problem too: a malformed pe
   t.equal(long.statusCode, 400)
   t.match(long.json(), { code: 'validation_failed', request_id: String })
   t.same((await app.inject({ method: 'GET', url: '/things/%C3%A9' })).json(), { id: 'é' }, 'a valid escape is decoded as before')
+  // Any other framework error (an async route constraint that failed) is a 500 with its message hidden.
+  app.get('/constraint', (req, reply) => frameworkErrors(Object.assign(new Error('constraint store at db.internal failed'), { code: 'FST_ERR_ASYNC_CONSTRAINT' }) as never, req, reply))
+  const other = await app.inject({ method: 'GET', url: '/constraint' })
+  t.equal(other.statusCode, 500)
+  t.match(other.json(), { code: 'internal_error' })
+  t.notMatch(other.body, /db\.internal/)
 })
