@@ -137,6 +137,7 @@ t.test('an empty body with a JSON content type is no body: {} where a body is op
 t.test('what the router refuses before any hook is a problem too: a malformed percent-encoding, an over-long parameter', async (t) => {
   const app = build()
   app.get('/things/:id', async (req) => req.params)
+  app.get('/constraint', (req, reply) => frameworkErrors(Object.assign(new Error('constraint store at db.internal failed'), { code: 'FST_ERR_ASYNC_CONSTRAINT' }) as never, req, reply))
   for (const url of ['/things/%E0%A4%A', '/things/%zz', '/%zz', '/things/%E0%A4']) {
     const res = await app.inject({ method: 'GET', url, headers: { 'x-request-id': 'bad-url-1' } })
     t.equal(res.statusCode, 400, url)
@@ -149,7 +150,6 @@ t.test('what the router refuses before any hook is a problem too: a malformed pe
   t.match(long.json(), { code: 'validation_failed', request_id: String })
   t.same((await app.inject({ method: 'GET', url: '/things/%C3%A9' })).json(), { id: 'é' }, 'a valid escape is decoded as before')
   // Any other framework error (an async route constraint that failed) is a 500 with its message hidden.
-  app.get('/constraint', (req, reply) => frameworkErrors(Object.assign(new Error('constraint store at db.internal failed'), { code: 'FST_ERR_ASYNC_CONSTRAINT' }) as never, req, reply))
   const other = await app.inject({ method: 'GET', url: '/constraint' })
   t.equal(other.statusCode, 500)
   t.match(other.json(), { code: 'internal_error' })
