@@ -108,8 +108,9 @@ export function createHttpApp (opts: HttpAppOptions) {
   const parseJson = app.getDefaultJsonParser('error', 'error')
   app.removeContentTypeParser('application/json')
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (request, body, done) => {
-    if (body === '' || (typeof body === 'string' && body.trim() === '')) return done(null, {})
-    parseJson(request, body, done)
+    const text = String(body)
+    if (text.trim() === '') return done(null, {})
+    parseJson(request, text, done)
   })
   // One callback-style hook for every request (the cheapest kind): the request id on the answer, and oversized bodies.
   // Fastify answers an oversized Content-Length at once and closes the socket while the client is still
