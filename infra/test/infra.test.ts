@@ -200,7 +200,7 @@ t.test('the NATS configs are accepted by nats-server', async (t) => {
 })
 
 t.test('generate-env.sh makes NATS passwords nats-server reads as strings', async (t) => {
-  if (spawnSync('openssl', ['version']).error) return t.skip('openssl is not installed here')
+  if (spawnSync('openssl', ['version']).error) return t.skip('openssl is not installed here', () => {})
   const out = spawnSync('sh', [repoPath('infra/scripts/generate-env.sh')], { encoding: 'utf8' }).stdout
   const vars = Object.fromEntries([...out.matchAll(/^(\w+_NATS_PASSWORD|NATS_ADMIN_PASSWORD)=(.*)$/gm)].map((m) => [m[1], m[2]]))
   const read = [...readRepo('infra/nats/users.conf').matchAll(/password: \$(\w+)/g)].map((m) => m[1])
