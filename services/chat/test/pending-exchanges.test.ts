@@ -7,7 +7,7 @@ import { waitFor } from '@chat-platform/platform/testing'
 import { namespaced, Subjects, type UsageRecorded } from '@chat-platform/contracts'
 import { buildTestApp, type TestApp } from './helper.ts'
 import { insertUserMessage, readCharges, recordReply } from '../src/db/repositories/exchanges.ts'
-import { sweepStaleExchanges } from '../src/pending-exchanges.ts'
+import { RecordRetries, sweepStaleExchanges } from '../src/pending-exchanges.ts'
 import { inflightKey } from '../src/inflight.ts'
 
 const recorded = async (s: TestApp, userId: number) =>
@@ -107,4 +107,18 @@ t.test('each replica runs the sweeper on CHAT_PENDING_SWEEP_MS', async (t) => {
   const session = await s.createSession(5)
   await insertUserMessage(s.deps.db, { session_id: session.id, user_id: 5, role: 'user', content: 'q', content_tokens: 1, status: 'pending', error_code: null, exchange_model: 'gpt-4o-mini', exchange_prompt_tokens: 3, lease_ms: -1 })
   await waitFor(async () => await recorded(s, 5) === 3, { what: 'settled by the app\'s sweeper' })
+})
+
+t.test('RecordRetries: lands once the write succeeds, gives up after retryMs, stops at close()', async (t) => {
+  const log = { warn: () => {}, error: () => {} } as unknown as Parameters<RecordRetries['retry']>[2]
+  const retries = new RecordRetries({ retryMs: 60_000 })
+  let calls = 0
+  t.equal(await retries.retry('flaky', async () => { if (++calls < 3) throw new Error('down') }, log), true)
+  t.equal(calls, 3)
+  t.equal(await new RecordRetries({ retryMs: 50 }).retry('never', async () => { throw new Error('down') }, log), false, 'gave up')
+  const stopping = retries.retry('at shutdown', async () => { throw new Error('down') }, log)
+  t.equal(retries.size, 1)
+  await retries.close()
+  t.equal(await stopping, false, 'stopped by close()')
+  t.equal(retries.size, 0)
 })
