@@ -17,6 +17,8 @@ export interface User {
   email: string
   password: string
   token: string
+  /** The login's refresh token (DESIGN §6.3). */
+  refreshToken?: string
   /** Recharges credited, tracked by the test. */
   recharged: number
   /** Usage of sessions the test deleted (their messages are gone, their charges stay). */
@@ -36,7 +38,7 @@ export async function registerUser (system: System, tag = 'u'): Promise<User> {
   if (reg.status !== 200) throw new Error(`register answered ${reg.status}: ${JSON.stringify(reg.body)}`)
   const login = await system.request('POST', '/api/auth/email-login', { body: { email, password } })
   if (login.status !== 200) throw new Error(`login answered ${login.status}: ${JSON.stringify(login.body)}`)
-  return { id: reg.body.user_id, email, password, token: login.body.access_token, recharged: 0 }
+  return { id: reg.body.user_id, email, password, token: login.body.access_token, refreshToken: login.body.refresh_token, recharged: 0 }
 }
 
 export async function createSession (system: System, user: User, title = 'e2e'): Promise<number> {

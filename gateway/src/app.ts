@@ -24,11 +24,12 @@ export function buildApp (deps: GatewayDeps, config: GatewayConfig) {
       redis: () => pingRedis(redis).catch(() => { throw new Error('unreachable') }),
       auth: () => upstreams.auth.ping(1_500),
       chat: () => upstreams.chat.ping(1_500),
-      billing: () => upstreams.billing.ping(1_500)
+      billing: () => upstreams.billing.ping(1_500),
+      revocations: () => deps.revocations.ready()
     }
   })
   app.register(gatewayMetricsPlugin)
-  app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER })
+  app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER, revocations: deps.revocations.list })
 
   const origins = parseCorsOrigins(config.CORS_ORIGINS)
   if (origins.length) {

@@ -1,12 +1,14 @@
 // Gateway configuration: the environment, validated at boot.
 import { Type, type Static } from 'typebox'
-import { CommonEnv, RedisEnv, JwtVerifyEnv, ServiceUrlsEnv, Port, loadConfig, ConfigError } from '@chat-platform/platform'
+import { CommonEnv, RedisEnv, NatsEnv, JwtVerifyEnv, ServiceUrlsEnv, Port, loadConfig, ConfigError } from '@chat-platform/platform'
 
 const Ms = (def: number, minimum = 1) => Type.Integer({ default: def, minimum })
 
 export const GatewayConfigSchema = Type.Object({
   ...CommonEnv,
   ...RedisEnv,
+  /** NATS: the gateway reads auth's AUTH_REVOCATIONS stream (revoked tokens), nothing else. */
+  ...NatsEnv,
   ...JwtVerifyEnv,
   ...ServiceUrlsEnv,
   PORT: Port(8080),

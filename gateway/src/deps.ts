@@ -1,6 +1,8 @@
-// The gateway's connections, made once at boot and closed on shutdown: Redis (rate limits) and one Agent per upstream.
+// The gateway's connections, made once at boot and closed on shutdown: Redis (rate limits), NATS (token revocations) and one Agent per upstream.
 import type { Logger } from 'pino'
-import { createRedis, type Redis } from '@chat-platform/platform'
+import type { NatsConnection } from '@nats-io/transport-node'
+import { namespaced } from '@chat-platform/contracts'
+import { connectNats, createRedis, RevocationFeed, type Redis } from '@chat-platform/platform'
 import type { GatewayConfig } from './config.ts'
 import { UPSTREAM_NAMES } from './routing.ts'
 import { createUpstream, type DnsLookup, type Upstreams } from './upstreams.ts'
@@ -8,6 +10,10 @@ import { createUpstream, type DnsLookup, type Upstreams } from './upstreams.ts'
 export interface GatewayDeps {
   redis: Redis
   upstreams: Upstreams
+  /** Revoked access tokens from AUTH_REVOCATIONS; the gateway is not ready until it has caught up. */
+  revocations: RevocationFeed
+  /** The NATS connection, once made (the gateway boots without waiting for NATS). */
+  nats: Promise<NatsConnection>
 }
 
 /** Resolves once Redis is connected, or after `ms` (the gateway starts without Redis: limits fail open). */
@@ -31,10 +37,18 @@ export async function createDeps (config: GatewayConfig, log: Logger, opts: { lo
     downCooldownMs: config.UPSTREAM_DOWN_COOLDOWN_MS,
     lookup: opts.lookup
   })])) as Upstreams
-  return { redis, upstreams }
+  // Not awaited: NATS away at boot must not keep the gateway from starting (it stays not ready meanwhile).
+  const nats = connectNats({ url: config.NATS_URL, name: 'gateway', log })
+  nats.catch((err) => { log.error({ err }, 'NATS connection failed') })
+  const revocations = new RevocationFeed({ nc: nats, stream: namespaced(config.EVENTS_NAMESPACE).streams.AUTH_REVOCATIONS.name, log })
+  revocations.start()
+  return { redis, upstreams, revocations, nats }
 }
 
 export async function closeDeps (deps: GatewayDeps): Promise<void> {
+  await deps.revocations.stop()
+  // A connection still being made is closed when it comes.
+  deps.nats.then((nc) => nc.drain()).catch(() => {})
   await Promise.all(Object.values(deps.upstreams).map((u) => u.close().catch(() => {})))
   deps.redis.disconnect()
 }

@@ -15,9 +15,9 @@ export interface ProxyMount {
 // OPTIONS is left out on purpose: preflights are answered at the edge by CORS, or 404 without it.
 const ALL = ['GET', 'HEAD', 'POST', 'PUT', 'PATCH', 'DELETE']
 
-/** Routes that need no token (stricter per-IP rate limit). */
+/** Routes that need no token (stricter per-IP rate limit); refresh carries its proof in the body. */
 export const PUBLIC_MOUNTS: ProxyMount[] = [
-  { upstream: 'auth', prefix: '/api/auth', routes: ['/register', '/email-login', '/wechat-login'], methods: ['POST'] }
+  { upstream: 'auth', prefix: '/api/auth', routes: ['/register', '/email-login', '/wechat-login', '/refresh'], methods: ['POST'] }
 ]
 
 /** Everything else under /api that a client may reach; the JWT is checked first. */
@@ -29,13 +29,16 @@ export const AUTHENTICATED_MOUNTS: ProxyMount[] = [
   { upstream: 'chat', prefix: '/api/sessions', routes: ['', '/*'], methods: ALL }
 ]
 
-export const PUBLIC_OPERATIONS = new Set(['POST /api/auth/register', 'POST /api/auth/email-login', 'POST /api/auth/wechat-login'])
+export const PUBLIC_OPERATIONS = new Set(['POST /api/auth/register', 'POST /api/auth/email-login', 'POST /api/auth/wechat-login', 'POST /api/auth/refresh'])
 
 /** The public API of DESIGN §2 as route templates, so metrics have a bounded set of route labels. */
 const TEMPLATES: { method: string, template: string, re: RegExp }[] = [
   ['POST', '/api/auth/wechat-login'],
   ['POST', '/api/auth/email-login'],
   ['POST', '/api/auth/register'],
+  ['POST', '/api/auth/refresh'],
+  ['POST', '/api/auth/logout'],
+  ['POST', '/api/auth/logout-all'],
   ['GET', '/api/auth/verify'],
   ['GET', '/api/user/profile'],
   ['PUT', '/api/user/profile'],

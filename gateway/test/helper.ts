@@ -2,7 +2,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import { sign as edSign, createHmac, generateKeyPairSync, randomUUID } from 'node:crypto'
 import pino from 'pino'
-import { testKeys, testRedisPrefix, freePort } from '@chat-platform/platform/testing'
+import { testKeys, testRedisPrefix, testNamespace, freePort } from '@chat-platform/platform/testing'
 import { loadGatewayConfig, type GatewayConfig } from '../src/config.ts'
 import { createDeps, closeDeps, type GatewayDeps } from '../src/deps.ts'
 import { buildApp } from '../src/app.ts'
@@ -30,6 +30,8 @@ export async function startGateway (t: Teardown, env: Record<string, string | un
     PORT: '0',
     JWT_PUBLIC_KEY: testKeys.publicKey,
     REDIS_PREFIX: env.REDIS_PREFIX ?? testRedisPrefix(t),
+    // Its own (empty) AUTH_REVOCATIONS: never the production-named stream of the local NATS.
+    EVENTS_NAMESPACE: env.EVENTS_NAMESPACE ?? testNamespace(t),
     AUTH_URL: `http://127.0.0.1:${await freePort()}`,
     CHAT_URL: `http://127.0.0.1:${await freePort()}`,
     BILLING_URL: `http://127.0.0.1:${await freePort()}`,

@@ -1,4 +1,4 @@
-// Public trust zone: register and the two logins, no token needed, a strict rate limit per client IP.
+// Public trust zone: register, the two logins and refresh, no token needed, a strict rate limit per client IP.
 import type { FastifyInstance } from 'fastify'
 import type { Redis } from '@chat-platform/platform'
 import { PUBLIC_MOUNTS } from '../routing.ts'

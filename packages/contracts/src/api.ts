@@ -20,7 +20,17 @@ export type PaginationQuery = Static<typeof PaginationQuerySchema>
 export const MessageResponseSchema = Type.Object({ message: Type.String() })
 
 // auth
-export const TokenResponseSchema = Type.Object({ access_token: Type.String(), token_type: Type.Literal('bearer') })
+/** Both logins and POST /api/auth/refresh (DESIGN §6.3): `expires_in` is the access token's lifetime in seconds. */
+export const TokenResponseSchema = Type.Object({
+  access_token: Type.String(),
+  token_type: Type.Literal('bearer'),
+  expires_in: Type.Integer({ minimum: 1 }),
+  refresh_token: Type.String()
+})
+/** A refresh token as auth hands it out: 32 random bytes, base64url (43 characters). */
+export const RefreshTokenSchema = Type.String({ minLength: 1, maxLength: 200 })
+export const RefreshBodySchema = Type.Object({ refresh_token: RefreshTokenSchema })
+export const LogoutBodySchema = Type.Object({ refresh_token: Type.Optional(RefreshTokenSchema) })
 export const WechatLoginBodySchema = Type.Object({ code: Type.String({ minLength: 1, maxLength: 256 }) })
 export const EmailLoginBodySchema = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), password: Type.String({ minLength: 1, maxLength: 1024 }) })
 export const RegisterBodySchema = Type.Object({ email: Email, password: Password, nickname: Type.String({ minLength: 1, maxLength: 200 }) })

@@ -6,6 +6,7 @@ export const ErrorCodes = {
   unauthorized: { status: 401, title: 'Unauthorized' },
   invalid_credentials: { status: 401, title: 'Invalid credentials' },
   wechat_code_invalid: { status: 401, title: 'WeChat code invalid' },
+  invalid_refresh_token: { status: 401, title: 'Invalid refresh token' },
   insufficient_balance: { status: 402, title: 'Insufficient balance' },
   forbidden: { status: 403, title: 'Forbidden' },
   not_found: { status: 404, title: 'Not found' },

@@ -2,12 +2,15 @@
 import { Type, type Static } from 'typebox'
 
 export const Streams = {
-  AUTH_EVENTS: { name: 'AUTH_EVENTS', subjects: ['auth.>'] },
+  AUTH_EVENTS: { name: 'AUTH_EVENTS', subjects: ['auth.user.>'] },
+  /** Token revocations (DESIGN §6.3): read from the start by every process that verifies tokens; kept as long as an access token lives. */
+  AUTH_REVOCATIONS: { name: 'AUTH_REVOCATIONS', subjects: ['auth.token.>'] },
   CHAT_USAGE: { name: 'CHAT_USAGE', subjects: ['chat.usage.>'] }
 } as const
 
 export const Subjects = {
   userRegistered: 'auth.user.registered',
+  tokenRevoked: 'auth.token.revoked',
   usageRecorded: 'chat.usage.recorded'
 } as const
 
@@ -22,6 +25,22 @@ export const UserRegisteredSchema = Type.Object({
   via: Type.Union([Type.Literal('email'), Type.Literal('wechat')])
 })
 export type UserRegistered = Static<typeof UserRegisteredSchema>
+
+/**
+ * Access tokens that stop working before their `exp`. Each field present revokes: `jti` one token, `sid` every
+ * token of that session (refresh family), `user_id` + `not_before` (epoch seconds) every token of that user
+ * issued (`iat`) before it. `exp` (epoch seconds): after it no token the record revokes can still be valid,
+ * so a verifier may forget it.
+ */
+export const TokenRevokedSchema = Type.Object({
+  ...EventBase,
+  jti: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  sid: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  user_id: Type.Optional(Type.Integer({ minimum: 1 })),
+  not_before: Type.Optional(Type.Integer({ minimum: 0 })),
+  exp: Type.Integer({ minimum: 0 })
+})
+export type TokenRevoked = Static<typeof TokenRevokedSchema>
 
 export const UsageSourceSchema = Type.Union([Type.Literal('provider'), Type.Literal('estimated')])
 export type UsageSource = Static<typeof UsageSourceSchema>
@@ -55,7 +74,8 @@ export function namespaced (namespace: string) {
     subject: s,
     stream: n,
     streams: {
-      AUTH_EVENTS: { name: n('AUTH_EVENTS'), subjects: [s('auth.>')] },
+      AUTH_EVENTS: { name: n('AUTH_EVENTS'), subjects: [s('auth.user.>')] },
+      AUTH_REVOCATIONS: { name: n('AUTH_REVOCATIONS'), subjects: [s('auth.token.>')] },
       CHAT_USAGE: { name: n('CHAT_USAGE'), subjects: [s('chat.usage.>')] }
     }
   }

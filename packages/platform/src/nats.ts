@@ -64,7 +64,12 @@ export async function connectNats (opts: NatsOptions): Promise<NatsConnection> {
   return nc
 }
 
-export interface StreamSpec { name: string, subjects: string[] }
+export interface StreamSpec {
+  name: string
+  subjects: string[]
+  /** This stream's retention in seconds, instead of `maxAgeDays` (AUTH_REVOCATIONS: as long as an access token lives). */
+  maxAgeSeconds?: number
+}
 
 /**
  * Ensures each stream exists with limits retention (events are kept for replay), file storage and a
@@ -82,7 +87,7 @@ export async function ensureStreams (nc: NatsConnection, specs: StreamSpec[], op
       retention: RetentionPolicy.Limits,
       storage: StorageType.File,
       discard: DiscardPolicy.Old,
-      max_age: nanos(opts.maxAgeDays * 24 * 3600 * 1000),
+      max_age: nanos(spec.maxAgeSeconds !== undefined ? spec.maxAgeSeconds * 1000 : opts.maxAgeDays * 24 * 3600 * 1000),
       duplicate_window: nanos(120_000),
       num_replicas: opts.replicas
     }

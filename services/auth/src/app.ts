@@ -9,6 +9,7 @@ import { dummyHash } from './passwords.ts'
 import { authRoutes } from './routes/auth.ts'
 import { profileRoutes } from './routes/profile.ts'
 import { internalRoutes } from './routes/internal.ts'
+import { sessionRoutes } from './routes/sessions.ts'
 
 export interface BuildOptions { fastify?: FastifyServerOptions }
 
@@ -31,13 +32,14 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
   app.register(openapiPlugin, { service: 'auth' })
   app.register(healthPlugin, {
     service: 'auth',
-    checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis) }
+    checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis), revocations: () => deps.revocations.ready() }
   })
-  app.register(jwtAuthPlugin, { publicKey: keys.publicKey, privateKey: keys.privateKey, issuer: config.JWT_ISSUER, ttlSeconds: config.JWT_TTL })
+  app.register(jwtAuthPlugin, { publicKey: keys.publicKey, privateKey: keys.privateKey, issuer: config.JWT_ISSUER, ttlSeconds: config.JWT_TTL, revocations: deps.revocations.list })
   // Every email login does exactly one argon2 verification, known email or not; this counts them.
   const verifications = new Counter({ name: 'auth_password_verifications_total', help: 'argon2 password verifications (email logins, dummy hash included)', registers: [] })
   app.after(() => { app.metrics.registerMetric(verifications) })
   app.register(authRoutes, { db: deps.db, redis: deps.redis, config, throttle, verifications })
+  app.register(sessionRoutes, { db: deps.db, config })
   app.register(profileRoutes, { db: deps.db, redis: deps.redis, config })
   app.register(internalRoutes, { db: deps.db })
   // The dummy hash is ready before the first login, so an unknown email never pays for making it.

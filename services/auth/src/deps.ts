@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { jetstream } from '@nats-io/jetstream'
 import { namespaced } from '@chat-platform/contracts'
-import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, OutboxRelay, type Redis } from '@chat-platform/platform'
+import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, OutboxRelay, RevocationFeed, IAT_SKEW_SECONDS, type Redis } from '@chat-platform/platform'
 import type { Logger } from 'pino'
 import type { AuthConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
@@ -14,7 +14,12 @@ export interface AuthDeps {
   nc: NatsConnection
   redis: Redis
   relay: OutboxRelay
+  /** Revoked access tokens, read back from AUTH_REVOCATIONS like every other verifier does. */
+  revocations: RevocationFeed
 }
+
+/** AUTH_REVOCATIONS keeps a record as long as a token it revokes can live (JWT_TTL), plus an hour of margin. */
+export const revocationsMaxAgeSeconds = (config: Pick<AuthConfig, 'JWT_TTL'>) => config.JWT_TTL + IAT_SKEW_SECONDS + 3600
 
 export async function createDeps (config: AuthConfig, log: Logger): Promise<AuthDeps> {
   await ensureDatabase(config.DATABASE_URL)
@@ -22,14 +27,18 @@ export async function createDeps (config: AuthConfig, log: Logger): Promise<Auth
   await migrateToLatest(db, SCHEMA, migrations, log)
   const nc = await connectNats({ url: config.NATS_URL, name: 'auth', log })
   const ns = namespaced(config.EVENTS_NAMESPACE)
-  await ensureStreams(nc, [ns.streams.AUTH_EVENTS], { maxAgeDays: config.STREAM_MAX_AGE_DAYS, replicas: config.STREAM_REPLICAS })
+  // AUTH_EVENTS first: before AUTH_REVOCATIONS existed it also held auth.token.>, and streams may not overlap.
+  await ensureStreams(nc, [ns.streams.AUTH_EVENTS, { ...ns.streams.AUTH_REVOCATIONS, maxAgeSeconds: revocationsMaxAgeSeconds(config) }], { maxAgeDays: config.STREAM_MAX_AGE_DAYS, replicas: config.STREAM_REPLICAS })
   const redis = createRedis({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, log, name: 'auth' })
   const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
-  return { db, nc, redis, relay }
+  const revocations = new RevocationFeed({ nc, stream: ns.streams.AUTH_REVOCATIONS.name, log })
+  revocations.start()
+  return { db, nc, redis, relay, revocations }
 }
 
 export async function closeDeps (deps: AuthDeps): Promise<void> {
   await deps.relay.stop()
+  await deps.revocations.stop()
   await deps.nc.drain().catch(() => {})
   deps.redis.disconnect()
   await deps.db.destroy()

@@ -16,9 +16,9 @@ export function buildApp (deps: BillingDeps, config: BillingConfig, opts: BuildO
   app.register(openapiPlugin, { service: 'billing' })
   app.register(healthPlugin, {
     service: 'billing',
-    checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis) }
+    checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis), revocations: () => deps.revocations.ready() }
   })
-  app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER })
+  app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER, revocations: deps.revocations.list })
   app.after(() => {
     // Counters live on the consumers; the registry reads them at scrape time.
     app.metrics.registerMetric(new Gauge({

@@ -2,7 +2,7 @@
 import type { Kysely } from 'kysely'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { namespaced } from '@chat-platform/contracts'
-import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, type Redis } from '@chat-platform/platform'
+import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, RevocationFeed, type Redis } from '@chat-platform/platform'
 import type { Logger } from 'pino'
 import { knownUsers, type UserCheck } from './known-users.ts'
 import type { BillingConfig } from './config.ts'
@@ -24,6 +24,8 @@ export interface BillingDeps {
   /** Whether a user id belongs to a real user (checked before an account is opened by a request). */
   knownUser: UserCheck
   consumers: { usage: EventConsumer<any>, signup: EventConsumer<any> }
+  /** Revoked access tokens from auth's AUTH_REVOCATIONS (read from its start at boot). */
+  revocations: RevocationFeed
   /** Starts the consumers and the idempotency-key cleanup. */
   start: () => Promise<void>
   /** Stops them: the consumer loops finish the batches in flight and hand back what they buffered. */
@@ -54,6 +56,8 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
   }
   const known = knownUsers(db, { authUrl: config.AUTH_URL, enabled: config.BILLING_CHECK_USERS })
   const consumers = { usage: createUsageConsumer({ ...common, knownUsers: known }), signup: createSignupConsumer(common) }
+  const revocations = new RevocationFeed({ nc, stream: ns.streams.AUTH_REVOCATIONS.name, log })
+  revocations.start()
   let cleanup: NodeJS.Timeout | undefined
   const sweep = () => deleteExpiredIdempotencyKeys(db, config.IDEMPOTENCY_TTL_HOURS)
     .catch((err) => log.warn({ err: (err as Error).message }, 'idempotency key cleanup failed'))
@@ -65,6 +69,7 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
     rules,
     knownUser: known.has,
     consumers,
+    revocations,
     async start () {
       await consumers.signup.start()
       await consumers.usage.start()
@@ -82,6 +87,7 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
 /** Stops the consumer loops first (finishing the batches in flight), then drains NATS and closes the pools. */
 export async function closeDeps (deps: BillingDeps): Promise<void> {
   await deps.stop()
+  await deps.revocations.stop()
   await deps.nc.drain().catch(() => {})
   deps.redis.disconnect()
   await deps.db.destroy()

@@ -11,9 +11,9 @@ export function buildApp (deps: ChatDeps, config: ChatConfig) {
   app.register(openapiPlugin, { service: 'chat' })
   app.register(healthPlugin, {
     service: 'chat',
-    checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis) }
+    checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis), revocations: () => deps.revocations.ready() }
   })
-  app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER })
+  app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER, revocations: deps.revocations.list })
   app.register(sessionRoutes, { deps })
   app.register(messageRoutes, { deps, config })
   app.register(internalUsageRoutes, { deps, config })

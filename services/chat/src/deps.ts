@@ -3,7 +3,7 @@ import type { Kysely } from 'kysely'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { jetstream } from '@nats-io/jetstream'
 import { namespaced } from '@chat-platform/contracts'
-import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, OutboxRelay, type Redis } from '@chat-platform/platform'
+import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, OutboxRelay, RevocationFeed, type Redis } from '@chat-platform/platform'
 import type { Logger } from 'pino'
 import type { ChatConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
@@ -17,6 +17,8 @@ export interface ChatDeps {
   nc: NatsConnection
   redis: Redis
   relay: OutboxRelay
+  /** Revoked access tokens from auth's AUTH_REVOCATIONS (read from its start at boot). */
+  revocations: RevocationFeed
   llm: LlmClient
   tokenizer: Tokenizer
   /** Set when no OPENAI_API_KEY is configured: the offline LLM the service talks to instead. */
@@ -53,13 +55,16 @@ export async function createDeps (config: ChatConfig, log: Logger): Promise<Chat
   await ensureStreams(nc, [ns.streams.CHAT_USAGE], { maxAgeDays: config.STREAM_MAX_AGE_DAYS, replicas: config.STREAM_REPLICAS })
   const redis = createRedis({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, log, name: 'chat' })
   const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
+  const revocations = new RevocationFeed({ nc, stream: ns.streams.AUTH_REVOCATIONS.name, log })
+  revocations.start()
   const tokenizer = await createTokenizer(config.CHAT_MODEL)
   const { llm, simulator } = await createLlm(config, log)
-  return { db, nc, redis, relay, llm, tokenizer, simulator }
+  return { db, nc, redis, relay, revocations, llm, tokenizer, simulator }
 }
 
 export async function closeDeps (deps: ChatDeps): Promise<void> {
   await deps.relay.stop()
+  await deps.revocations.stop()
   await deps.nc.drain().catch(() => {})
   deps.redis.disconnect()
   await deps.simulator?.close()

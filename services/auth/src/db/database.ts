@@ -37,8 +37,31 @@ export interface WechatIdentitiesTable {
 export type WechatIdentity = Selectable<WechatIdentitiesTable>
 export type NewWechatIdentity = Insertable<WechatIdentitiesTable>
 
+/** A session: the family of refresh tokens one login started; its id is the `sid` claim of its access tokens. */
+export interface RefreshFamiliesTable {
+  id: string
+  user_id: number
+  created_at: CreatedAt
+  revoked_at: Date | null
+  /** logout | logout_all | reuse | password_change | password_reset | account_deleted */
+  revoked_reason: string | null
+}
+export type RefreshFamily = Selectable<RefreshFamiliesTable>
+
+export interface RefreshTokensTable {
+  /** sha-256 of the token: the token itself is never stored. */
+  token_hash: Buffer
+  family_id: string
+  created_at: CreatedAt
+  expires_at: Date
+  /** Set when the token was exchanged for the next one; using it again is reuse (the family is revoked). */
+  rotated_at: Date | null
+}
+
 export interface Database {
   outbox: OutboxTable
   users: UsersTable
   wechat_identities: WechatIdentitiesTable
+  refresh_families: RefreshFamiliesTable
+  refresh_tokens: RefreshTokensTable
 }

@@ -10,7 +10,7 @@ import type { Database } from '../db/database.ts'
 import { findUserByEmail, findUserById, setUserPasswordHash } from '../db/repositories/users.ts'
 import { registerWithEmail, findOrCreateWechatUser } from '../accounts.ts'
 import { hashPassword, verifyPassword, needsRehash } from '../passwords.ts'
-import { issueAccessToken } from '../access-token.ts'
+import { issueTokenPair } from '../access-token.ts'
 import { readTokens } from '../balances.ts'
 import { code2Session } from '../wechat.ts'
 import type { LoginThrottle } from '../login-throttle.ts'
@@ -70,7 +70,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
     if (!user || !ok) throw new ProblemError('invalid_credentials', 'The email or password is wrong.')
     await throttle.succeeded(email, request.ip)
     if (needsRehash(user.password_hash!)) await setUserPasswordHash(db, user.id, await hashPassword(request.body.password))
-    return issueAccessToken(app, user, lifetimes)
+    return await issueTokenPair(app, db, user, lifetimes)
   })
 
   app.post('/api/auth/wechat-login', {
@@ -86,7 +86,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
     const session = await code2Session({ base: config.WECHAT_API_BASE, appid: config.WECHAT_APPID, secret: config.WECHAT_SECRET, timeoutMs: config.WECHAT_TIMEOUT_MS }, request.body.code)
     const { user, created } = await findOrCreateWechatUser(db, config.WECHAT_APPID, session, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
     if (created) request.log.info({ user_id: user.id, via: 'wechat' }, 'user registered')
-    return issueAccessToken(app, user, lifetimes)
+    return await issueTokenPair(app, db, user, lifetimes)
   })
 
   app.get('/api/auth/verify', {

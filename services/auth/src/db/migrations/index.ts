@@ -3,10 +3,12 @@ import type { Migration } from 'kysely'
 import { addOutboxLeaseMigration, createOutboxMigration } from '@chat-platform/platform'
 import { createUsersMigration } from './0002-users.ts'
 import { addUserRoleMigration } from './0004-user-role.ts'
+import { createSessionsMigration } from './0005-sessions.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
   '0002_users': createUsersMigration,
   '0003_outbox_lease': addOutboxLeaseMigration,
-  '0004_user_role': addUserRoleMigration
+  '0004_user_role': addUserRoleMigration,
+  '0005_sessions': createSessionsMigration
 }
