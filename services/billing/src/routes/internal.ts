@@ -4,23 +4,21 @@ import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { InternalBalanceSchema, Subjects } from '@chat-platform/contracts'
 import { notFound } from '@chat-platform/platform'
 import type { BillingDeps } from '../deps.ts'
-import { readBalance } from '../ledger.ts'
-import { writeBalanceCache } from '../balance-cache.ts'
+import { balanceOf } from '../post.ts'
 import { listProcessedEventIds } from '../db/repositories/processed-events.ts'
 import { problems, UsageEventsQuerySchema, UsageEventsResponseSchema, UserIdParamsSchema } from './schemas.ts'
 
 export async function internalRoutes (fastify: FastifyInstance, opts: { deps: BillingDeps }) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  const { db, redis, rules } = opts.deps
+  const { db, rules } = opts.deps
 
   app.get('/internal/balances/:user_id', {
     schema: { hide: true, params: UserIdParamsSchema, response: { 200: InternalBalanceSchema, ...problems(400, 404) } }
   }, async (request) => {
     const userId = request.params.user_id
     if (!(await opts.deps.knownUser(userId, String(request.id)))) throw notFound('user')
-    const acc = await readBalance(db, userId, rules)
-    // A read is how the cache gets warm again after its TTL; the version guard keeps it from going back in time.
-    await writeBalanceCache(redis, new Map([[userId, acc]]), request.log)
+    // A read is how the cache gets warm again after its TTL.
+    const acc = await balanceOf(opts.deps, userId, rules, { warm: true, log: request.log })
     return { user_id: userId, balance: acc.balance, chat_applied: acc.chat_applied }
   })
 

@@ -6,8 +6,8 @@ import { RechargeBodySchema, RechargeResponseSchema } from '@chat-platform/contr
 import { ProblemError, notFound, unauthorized } from '@chat-platform/platform'
 import type { BillingConfig } from '../config.ts'
 import type { BillingDeps } from '../deps.ts'
-import { creditRecharge } from '../ledger.ts'
-import { writeBalanceCache } from '../balance-cache.ts'
+import { creditRecharge, type Balances } from '../ledger.ts'
+import { commitAndCache } from '../post.ts'
 import { claimIdempotencyKey, saveIdempotentResponse, selectIdempotencyKey } from '../db/repositories/idempotency-keys.ts'
 import { selectTransactionBySource } from '../db/repositories/transactions.ts'
 import { problems, RechargeHeadersSchema } from './schemas.ts'
@@ -16,7 +16,7 @@ interface RechargeAnswer { message: string, balance: number }
 
 export async function rechargeRoutes (fastify: FastifyInstance, opts: { deps: BillingDeps, config: BillingConfig }) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
-  const { db, redis, rules } = opts.deps
+  const { rules } = opts.deps
   const policy = opts.config.RECHARGE_POLICY
 
   app.post('/api/billing/recharge', {
@@ -46,7 +46,7 @@ export async function rechargeRoutes (fastify: FastifyInstance, opts: { deps: Bi
     // The key is scoped to the caller; the hash covers what the request asks for, after validation.
     const hash = createHash('sha256').update(JSON.stringify({ user_id: target, amount })).digest('hex')
 
-    const outcome = await db.transaction().execute(async (trx) => {
+    const outcome = await commitAndCache(opts.deps, async (trx): Promise<{ replayed: RechargeAnswer } | { answer: RechargeAnswer, balances: Balances }> => {
       if (key !== undefined && !(await claimIdempotencyKey(trx, caller.id, key, hash))) {
         const first = await selectIdempotencyKey(trx, caller.id, key)
         if (!first || first.request_hash !== hash) {
@@ -72,13 +72,12 @@ export async function rechargeRoutes (fastify: FastifyInstance, opts: { deps: Bi
       const answer: RechargeAnswer = { message: '充值成功', balance: balances.get(target)!.balance }
       if (key !== undefined) await saveIdempotentResponse(trx, caller.id, key, 200, answer)
       return { answer, balances }
-    })
+    }, request.log)
     if ('replayed' in outcome) {
       request.log.info({ user_id: target }, 'recharge replayed from its idempotency key')
       return outcome.replayed
     }
     request.log.info({ user_id: target, amount, by: caller.id }, 'recharged')
-    await writeBalanceCache(redis, outcome.balances, request.log)
     return outcome.answer
   })
 }
