@@ -1,6 +1,7 @@
 // The whole system through the gateway: every route of DESIGN §2 with its documented errors, the user
 // journey (WeChat and email), streaming, and idempotent retries of recharge and send.
 import t from 'tap'
+import pg from 'pg'
 import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
 import { startSystem } from './support/system.ts'
 import { startFakeWechat } from './support/fake-wechat.ts'
@@ -309,6 +310,15 @@ t.test('idempotent retries: recharge and send', async (t) => {
   t.same(streamedRetry.events.at(-1)?.data, sent.body, 'a streamed retry replays the same reply')
   t.equal(sim.requests.length, calls + 1, 'the LLM was called once')
   assertProblem(t, await system.request('POST', `/api/sessions/${sid}/messages`, { token: u.token, body: { content: 'something else' }, headers: { 'idempotency-key': 'send-key-1' } }), 409, 'idempotency_conflict', 'same key, other content')
+  // The key's record expired and was swept (CHAT_IDEMPOTENCY_TTL_HOURS): the charged exchange still holds the key.
+  const db = new pg.Client({ connectionString: system.databaseUrl })
+  await db.connect()
+  t.teardown(() => db.end())
+  t.equal((await db.query("DELETE FROM chat.idempotency_keys WHERE key = 'send-key-1'")).rowCount, 1)
+  t.same((await system.request('POST', `/api/sessions/${sid}/messages`, { token: u.token, body: { content: 'once only' }, headers: { 'idempotency-key': 'send-key-1' } })).body, sent.body, 'a retry after the key expired replays')
+  await db.query("DELETE FROM chat.idempotency_keys WHERE key = 'send-key-1'")
+  assertProblem(t, await system.request('POST', `/api/sessions/${sid}/messages`, { token: u.token, body: { content: 'something else' }, headers: { 'idempotency-key': 'send-key-1' } }), 409, 'idempotency_conflict', 'expired key, other content')
+  t.equal(sim.requests.length, calls + 1, 'the LLM was still called once')
   t.equal((await listAll(system, u.token, `/api/sessions/${sid}/messages`, 'oldest-first')).length, 2, 'one exchange stored')
   await assertExactBalance(t, system, u)
   await assertExactBalance(t, system, other)

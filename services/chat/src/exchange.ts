@@ -36,6 +36,8 @@ export interface ExchangeInput {
   sessionId: number
   content: string
   idempotencyKey?: string
+  /** With idempotencyKey: the request it names (kept with the charged exchange for good). */
+  requestHash?: string
   /** The session's earlier turns that may go into the prompt, newest first (read with the session). */
   history: ContextMessage[]
   /** Streaming: deltas as the model writes; `signal` aborts the upstream call (the client left). */
@@ -189,7 +191,8 @@ async function recordExchange (ctx: ExchangeContext, input: ExchangeInput, userM
     },
     event,
     subject: namespaced(ctx.eventsNamespace).subject(Subjects.usageRecorded),
-    requestId: ctx.requestId
+    requestId: ctx.requestId,
+    idempotency: input.idempotencyKey && input.requestHash ? { key: input.idempotencyKey, request_hash: input.requestHash } : undefined
   }
   const key = input.idempotencyKey
   if (!key) {

@@ -53,6 +53,10 @@ export interface UsageTable {
   occurred_at: ColumnType<Date, Date | string, never>
   /** Chat's price of the exchange (the event's estimated_amount); null on rows from before it existed. */
   estimated_amount: number | null
+  /** The send's Idempotency-Key, kept for good (the key's own record expires): a late retry replays or conflicts. */
+  idempotency_key: ColumnType<string | null, string | null | undefined, never>
+  /** With idempotency_key: the request it named (idempotency_keys.request_hash). */
+  request_hash: ColumnType<string | null, string | null | undefined, never>
 }
 
 /** Per user: the sum of estimated_amount over every usage event chat recorded (admission subtracts what billing has not applied). */

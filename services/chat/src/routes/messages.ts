@@ -118,6 +118,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
     const { content } = request.body
     const streaming = acceptsEventStream(request.headers.accept)
     const key = request.headers['idempotency-key']
+    const hash = key ? requestHash(sessionId, content) : undefined
     const balanceCtx = { redis: deps.redis, billingUrl: config.BILLING_URL, log: request.log, requestId: String(request.id) }
     // Without a key the checks before the LLM call run side by side: the session with its recent turns (one
     // query), and the in-flight slot with the balance copy (one Redis script) followed by chat's own charges
@@ -132,8 +133,9 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
       if (!session) throw notFound('session')
       history = session.history
       if (key) {
-        const claim = await claimIdempotencyKey(db, { user_id: userId, key, request_hash: requestHash(sessionId, content), ttlHours: config.CHAT_IDEMPOTENCY_TTL_HOURS, staleMs: config.CHAT_INFLIGHT_TTL_MS })
+        const claim = await claimIdempotencyKey(db, { user_id: userId, key, request_hash: hash!, ttlHours: config.CHAT_IDEMPOTENCY_TTL_HOURS, staleMs: config.CHAT_INFLIGHT_TTL_MS })
         if (claim.kind === 'mismatch') throw problem('idempotency_conflict', 'This Idempotency-Key was already used with a different request.')
+        if (claim.kind === 'gone') throw notFound('session')
         if (claim.kind === 'in_progress') throw problem('idempotency_conflict', 'A request with this Idempotency-Key is still in progress; retry when it has finished.', { headers: { 'retry-after': '1' } })
         if (claim.kind === 'replay') {
           request.log.info('idempotent replay')
@@ -183,7 +185,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
       leaseMs: config.CHAT_INFLIGHT_TTL_MS,
       retries
     }
-    const base = { userId, sessionId, content, idempotencyKey: key, history }
+    const base = { userId, sessionId, content, idempotencyKey: key, requestHash: hash, history }
     // A reply generated but not yet recorded keeps its slot (renewed) until the charge lands: admission must
     // count it. If recording gives up, the slot is left to expire, by when the exchange's lease has too (and
     // admission counts it as stale pending).

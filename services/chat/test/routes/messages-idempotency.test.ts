@@ -2,6 +2,7 @@
 import t from 'tap'
 import { waitFor } from '@chat-platform/platform/testing'
 import { buildTestApp, parseSse } from '../helper.ts'
+import { deleteExpiredIdempotencyKeys } from '../../src/db/repositories/idempotency-keys.ts'
 
 t.test('idempotent sends', async (t) => {
   const s = await buildTestApp(t)
@@ -75,10 +76,47 @@ t.test('idempotent sends', async (t) => {
     t.equal((await s.send(1, session.id, 'new', { 'idempotency-key': 'retry-4' })).statusCode, 200, 'a 402 does not burn the key')
   })
 
-  t.test('keys are kept at least 24 hours; older ones are swept and may be reused', async (t) => {
-    await s.deps.db.updateTable('idempotency_keys').set({ created_at: new Date(Date.now() - 23 * 3600_000) }).where('key', '=', 'retry-1').execute()
+  t.test('keys are kept at least 24 hours; an expired or swept key still names its charged exchange', async (t) => {
+    const age = (key: string, hours: number) => s.deps.db.updateTable('idempotency_keys').set({ created_at: new Date(Date.now() - hours * 3600_000) }).where('key', '=', key).execute()
+    const first = (await s.app.inject({ method: 'GET', url: `/api/sessions/${session.id}/messages`, headers: s.auth(1) })).json()[1]
+    const calls = s.llm.requests.length
+    const rows = await usageRows()
+    await age('retry-1', 23)
     t.equal((await s.send(1, session.id, 'changed body', { 'idempotency-key': 'retry-1' })).statusCode, 409, 'still held at 23 h')
-    await s.deps.db.updateTable('idempotency_keys').set({ created_at: new Date(Date.now() - 25 * 3600_000) }).where('key', '=', 'retry-1').execute()
-    t.equal((await s.send(1, session.id, 'changed body', { 'idempotency-key': 'retry-1' })).statusCode, 200, 'expired keys start afresh')
+    await age('retry-1', 25)
+    const conflict = await s.send(1, session.id, 'changed body', { 'idempotency-key': 'retry-1' })
+    t.equal(conflict.statusCode, 409, 'expired: another request is still a conflict')
+    t.equal(conflict.json().code, 'idempotency_conflict')
+    await age('retry-1', 25)
+    const replay = await s.send(1, session.id, 'hello once', { 'idempotency-key': 'retry-1' })
+    t.equal(replay.statusCode, 200, 'expired: the same request replays')
+    t.same(replay.json(), first, 'the stored reply')
+    t.ok(await deleteExpiredIdempotencyKeys(s.deps.db, 0), 'every key record swept')
+    const sse = parseSse((await s.send(1, session.id, 'hello once', { 'idempotency-key': 'retry-1', accept: 'text/event-stream' })).body)
+    t.same(sse.map((e) => e.event), ['delta', 'done'], 'swept: a streamed retry replays too')
+    t.same(sse[1].data, first)
+    t.equal((await s.send(1, session.id, 'changed body', { 'idempotency-key': 'retry-1' })).statusCode, 409, 'after the replay restored the record')
+    await deleteExpiredIdempotencyKeys(s.deps.db, 0)
+    t.equal((await s.send(1, session.id, 'changed body', { 'idempotency-key': 'retry-1' })).statusCode, 409, 'swept: another request is a conflict')
+    t.equal(s.llm.requests.length, calls, 'no model call')
+    t.equal(await usageRows(), rows, 'no second charge')
+    const keyed = await s.deps.db.selectFrom('usage').select(['idempotency_key']).where('user_id', '=', 1).where('idempotency_key', '=', 'retry-1').execute()
+    t.equal(keyed.length, 1, 'one usage row holds the key')
+  })
+
+  t.test('an expired key whose exchange charged nothing runs again, charged once', async (t) => {
+    s.llm.knobs.errorStatus = 500
+    t.equal((await s.send(1, session.id, 'fails first', { 'idempotency-key': 'retry-5' })).statusCode, 502)
+    s.llm.reset()
+    await deleteExpiredIdempotencyKeys(s.deps.db, 0)
+    const rows = await usageRows()
+    const ok = await s.send(1, session.id, 'fails first', { 'idempotency-key': 'retry-5' })
+    t.equal(ok.statusCode, 200)
+    await deleteExpiredIdempotencyKeys(s.deps.db, 0)
+    t.same((await s.send(1, session.id, 'fails first', { 'idempotency-key': 'retry-5' })).json(), ok.json(), 'then replays')
+    t.equal(await usageRows(), rows + 1)
+    await waitFor(async () => (await s.usageEvents()).length === rows + 1, { what: 'the usage events' })
+    const events = await s.usageEvents()
+    t.equal(events.filter((e) => e.message_id === ok.json().id).length, 1, 'one usage event for the exchange')
   })
 })

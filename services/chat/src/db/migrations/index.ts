@@ -3,10 +3,12 @@ import type { Migration } from 'kysely'
 import { addOutboxLeaseMigration, createOutboxMigration } from '@chat-platform/platform'
 import { createChatTablesMigration } from './0002-chat.ts'
 import { addChargesMigration } from './0004-charges.ts'
+import { addUsageIdempotencyMigration } from './0005-usage-idempotency.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
   '0002_chat': createChatTablesMigration,
   '0003_outbox_lease': addOutboxLeaseMigration,
-  '0004_charges': addChargesMigration
+  '0004_charges': addChargesMigration,
+  '0005_usage_idempotency': addUsageIdempotencyMigration
 }

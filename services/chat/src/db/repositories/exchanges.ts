@@ -56,7 +56,11 @@ export interface RecordedReply {
   event: UsageRecorded
   subject: string
   requestId?: string
+  /** The send's Idempotency-Key and request, kept on the usage row. */
+  idempotency?: Idempotency
 }
+
+export interface Idempotency { key: string, request_hash: string }
 
 // The CTEs every charge shares, after a `used` CTE that returns a row only if this exchange's usage row was
 // inserted now: the event into the outbox, and the user's recorded total (what admission counts) bumped.
@@ -69,10 +73,12 @@ const charged = (event: UsageRecorded, subject: string, requestId?: string) => s
       on conflict (user_id) do update set recorded = user_charges.recorded + excluded.recorded
     )`
 
-const usageRow = (event: UsageRecorded) => sql`
-    insert into usage (event_id, user_id, session_id, message_id, model, prompt_tokens, completion_tokens, usage_source, occurred_at, estimated_amount)
-    values (${event.event_id}, ${event.user_id}, ${event.session_id}, ${event.message_id}, ${event.model}, ${event.prompt_tokens}, ${event.completion_tokens}, ${event.usage_source}, ${event.occurred_at}, ${event.estimated_amount ?? null})
-    on conflict (message_id) do nothing
+// Any conflict charges nothing: the exchange's reserved reply id recorded before, or (with an Idempotency-Key,
+// kept on the row for good) another exchange of the same key already charged.
+const usageRow = (event: UsageRecorded, idempotency?: Idempotency) => sql`
+    insert into usage (event_id, user_id, session_id, message_id, model, prompt_tokens, completion_tokens, usage_source, occurred_at, estimated_amount, idempotency_key, request_hash)
+    values (${event.event_id}, ${event.user_id}, ${event.session_id}, ${event.message_id}, ${event.model}, ${event.prompt_tokens}, ${event.completion_tokens}, ${event.usage_source}, ${event.occurred_at}, ${event.estimated_amount ?? null}, ${idempotency?.key ?? null}, ${idempotency?.request_hash ?? null})
+    on conflict do nothing
     returning event_id`
 
 /**
@@ -88,7 +94,7 @@ const usageRow = (event: UsageRecorded) => sql`
 export async function recordReply (db: Db, r: RecordedReply): Promise<{ fresh: boolean, reply?: MessageRow }> {
   const { reply, event } = r
   const { rows } = await sql<MessageRow & { fresh: boolean } | { id: null, fresh: boolean }>`
-    with used as (${usageRow(event)}),
+    with used as (${usageRow(event, r.idempotency)}),
     alive as (select id from sessions where id = ${reply.session_id} and exists (select 1 from used) for key share),
     reply as (
       insert into messages (id, session_id, user_id, role, content, tokens, content_tokens, status, error_code) overriding system value
