@@ -7,7 +7,8 @@ import { assertProblem, createSession, registerUser, type User } from './support
 
 t.setTimeout(240_000)
 
-const system = await startSystem(t, { replicas: { gateway: 1, chat: 1 } })
+// Many logins and refreshes from one address: the public per-IP limit is not under test here.
+const system = await startSystem(t, { replicas: { gateway: 1, chat: 1 }, env: { AUTH_RATE_LIMIT_MAX: '1000' } })
 const claims = (token: string) => JSON.parse(Buffer.from(token.split('.')[1], 'base64url').toString())
 
 /** Every place a token is checked, with a route each answers for a valid token (200) and refuses for a revoked one (401). */
@@ -113,4 +114,21 @@ t.test('a gateway started after the revocations catches up before it is ready, t
   }
   t.ok(ready, 'the new gateway becomes ready')
   t.equal(await statusAt(late, '/api/sessions', u.token), 401, 'and refuses the token revoked before it started')
+})
+
+t.test('a password change through the gateway ends the other sessions everywhere and answers a working fresh pair', async (t) => {
+  const u = await registerUser(system, 'password')
+  const other = await system.request('POST', '/api/auth/email-login', { body: { email: u.email, password: u.password } })
+  const t0 = Date.now()
+  const res = await system.request('PUT', '/api/user/password', { token: u.token, body: { old_password: u.password, new_password: 'new-password-1' } })
+  t.equal(res.status, 200, JSON.stringify(res.body))
+  for (const token of [u.token, other.body.access_token]) {
+    const seen = await timeUntilEverywhere(token, 401, t0)
+    t.equal(Object.keys(seen).length, checkpoints().length, `refused everywhere: ${JSON.stringify(seen)}`)
+  }
+  t.equal((await system.request('GET', '/api/sessions', { token: res.body.access_token })).status, 200, 'the fresh token works')
+  assertProblem(t, await system.request('PUT', '/api/user/password', { token: res.body.access_token, body: { old_password: u.password, new_password: 'new-password-2' } }), 401, 'invalid_credentials', 'the old password as old_password')
+  assertProblem(t, await system.request('PUT', '/api/user/password', { token: res.body.access_token, body: { old_password: 'new-password-1', new_password: 'short' } }), 400, 'validation_failed', 'a short new password')
+  assertProblem(t, await system.request('POST', '/api/auth/email-login', { body: { email: u.email, password: u.password } }), 401, 'invalid_credentials', 'the old password at login')
+  t.equal((await system.request('POST', '/api/auth/email-login', { body: { email: u.email, password: 'new-password-1' } })).status, 200, 'the new password logs in')
 })

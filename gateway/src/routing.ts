@@ -24,6 +24,7 @@ export const PUBLIC_MOUNTS: ProxyMount[] = [
 export const AUTHENTICATED_MOUNTS: ProxyMount[] = [
   { upstream: 'auth', prefix: '/api/auth', routes: ['/*'], methods: ALL },
   { upstream: 'auth', prefix: '/api/user/profile', routes: [''], methods: ALL },
+  { upstream: 'auth', prefix: '/api/user/password', routes: [''], methods: ALL },
   { upstream: 'billing', prefix: '/api/user/balance', routes: [''], methods: ALL },
   { upstream: 'billing', prefix: '/api/billing', routes: ['/*'], methods: ALL },
   { upstream: 'chat', prefix: '/api/sessions', routes: ['', '/*'], methods: ALL }
@@ -42,6 +43,7 @@ const TEMPLATES: { method: string, template: string, re: RegExp }[] = [
   ['GET', '/api/auth/verify'],
   ['GET', '/api/user/profile'],
   ['PUT', '/api/user/profile'],
+  ['PUT', '/api/user/password'],
   ['GET', '/api/user/balance'],
   ['POST', '/api/sessions'],
   ['GET', '/api/sessions'],

@@ -31,6 +31,15 @@ export const TokenResponseSchema = Type.Object({
 export const RefreshTokenSchema = Type.String({ minLength: 1, maxLength: 200 })
 export const RefreshBodySchema = Type.Object({ refresh_token: RefreshTokenSchema })
 export const LogoutBodySchema = Type.Object({ refresh_token: Type.Optional(RefreshTokenSchema) })
+export const ChangePasswordBodySchema = Type.Object({ old_password: Type.String({ minLength: 1, maxLength: 1024 }), new_password: Password })
+/** PUT /api/user/password: the documented `{message}`, plus a fresh session for the caller (every other one ended). */
+export const ChangePasswordResponseSchema = Type.Object({
+  message: Type.String(),
+  access_token: Type.String(),
+  token_type: Type.Literal('bearer'),
+  expires_in: Type.Integer({ minimum: 1 }),
+  refresh_token: Type.String()
+})
 export const WechatLoginBodySchema = Type.Object({ code: Type.String({ minLength: 1, maxLength: 256 }) })
 export const EmailLoginBodySchema = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), password: Type.String({ minLength: 1, maxLength: 1024 }) })
 export const RegisterBodySchema = Type.Object({ email: Email, password: Password, nickname: Type.String({ minLength: 1, maxLength: 200 }) })

@@ -10,6 +10,7 @@ import { authRoutes } from './routes/auth.ts'
 import { profileRoutes } from './routes/profile.ts'
 import { internalRoutes } from './routes/internal.ts'
 import { sessionRoutes } from './routes/sessions.ts'
+import { accountRoutes } from './routes/account.ts'
 
 export interface BuildOptions { fastify?: FastifyServerOptions }
 
@@ -40,6 +41,7 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
   app.after(() => { app.metrics.registerMetric(verifications) })
   app.register(authRoutes, { db: deps.db, redis: deps.redis, config, throttle, verifications })
   app.register(sessionRoutes, { db: deps.db, config })
+  app.register(accountRoutes, { db: deps.db, config, throttle, verifications })
   app.register(profileRoutes, { db: deps.db, redis: deps.redis, config })
   app.register(internalRoutes, { db: deps.db })
   // The dummy hash is ready before the first login, so an unknown email never pays for making it.

@@ -33,11 +33,14 @@ async function addRefreshToken (trx: Kysely<Database>, familyId: string): Promis
 
 /** A new session for a user who just logged in: its id (the access token's sid) and its first refresh token. */
 export async function startSession (db: Kysely<Database>, userId: number): Promise<{ sid: string, refreshToken: string }> {
-  return await db.transaction().execute(async (trx) => {
-    const sid = randomUUID()
-    await insertRefreshFamily(trx, { id: sid, user_id: userId })
-    return { sid, refreshToken: await addRefreshToken(trx, sid) }
-  })
+  return await db.transaction().execute(async (trx) => await startSessionIn(trx, userId))
+}
+
+/** `startSession` inside the caller's transaction (a password change ends every session, then starts this one). */
+export async function startSessionIn (trx: Kysely<Database>, userId: number): Promise<{ sid: string, refreshToken: string }> {
+  const sid = randomUUID()
+  await insertRefreshFamily(trx, { id: sid, user_id: userId })
+  return { sid, refreshToken: await addRefreshToken(trx, sid) }
 }
 
 const invalid = () => new ProblemError('invalid_refresh_token', 'The refresh token is invalid, expired or revoked; log in again.')
