@@ -58,11 +58,11 @@ function run (cmd: string, args: string[], env: Record<string, string>, timeoutM
 
 const ops = (...args: string[]) => run('pnpm', ['--silent', 'ops', ...args], system.env)
 
-/** This process's billing_consumer_events gauge for the usage consumer. */
+/** This process's billing_consumer_events_total counts for the usage consumer. */
 async function consumerStats (p: Proc): Promise<Record<string, number>> {
   const text = await (await fetch(`${p.url}/metrics`)).text()
   const out: Record<string, number> = {}
-  for (const m of text.matchAll(/^billing_consumer_events\{([^}]*)\} (\d+)$/gm)) {
+  for (const m of text.matchAll(/^billing_consumer_events_total\{([^}]*)\} (\d+)$/gm)) {
     if (!m[1].includes('consumer="usage"')) continue
     const outcome = /outcome="([a-z_]+)"/.exec(m[1])?.[1]
     if (outcome) out[outcome] = Number(m[2])

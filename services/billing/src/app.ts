@@ -1,6 +1,6 @@
 // The billing service as a Fastify app: registers everything explicitly, in order.
 import type { FastifyServerOptions } from 'fastify'
-import { Gauge } from 'prom-client'
+import { Counter } from 'prom-client'
 import { createHttpApp, healthPlugin, openapiPlugin, jwtAuthPlugin, loadPublicKey, pingDb, pingNats, pingRedis } from '@chat-platform/platform'
 import type { BillingConfig } from './config.ts'
 import type { BillingDeps } from './deps.ts'
@@ -16,22 +16,23 @@ export function buildApp (deps: BillingDeps, config: BillingConfig, opts: BuildO
   app.register(openapiPlugin, { service: 'billing' })
   app.register(healthPlugin, {
     service: 'billing',
-    checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis), revocations: () => deps.revocations.ready() }
+    checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis), consumers: () => consumersBound(deps), revocations: () => deps.revocations.ready() }
   })
   app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER, revocations: deps.revocations.list })
   app.after(() => {
-    // Counters live on the consumers; the registry reads them at scrape time.
-    app.metrics.registerMetric(new Gauge({
-      name: 'billing_consumer_events',
-      help: 'Events handled by this process\'s consumers since it started, by outcome (dead_lettered = set aside as malformed)',
+    // The counts live on the consumers (they only grow); the registry reads them at scrape time.
+    app.metrics.registerMetric(new Counter({
+      name: 'billing_consumer_events_total',
+      help: 'Events handled by this process\'s consumers since it started, by outcome (dead_lettered = set aside, retried = left for a redelivery)',
       labelNames: ['consumer', 'outcome'],
       registers: [],
       collect () {
+        this.reset()
         for (const [name, c] of Object.entries(deps.consumers)) {
-          this.set({ consumer: name, outcome: 'applied' }, c.stats.applied)
-          this.set({ consumer: name, outcome: 'duplicate' }, c.stats.duplicates)
-          this.set({ consumer: name, outcome: 'dead_lettered' }, c.stats.deadLettered)
-          this.set({ consumer: name, outcome: 'retried' }, c.stats.retried)
+          this.inc({ consumer: name, outcome: 'applied' }, c.stats.applied)
+          this.inc({ consumer: name, outcome: 'duplicate' }, c.stats.duplicates)
+          this.inc({ consumer: name, outcome: 'dead_lettered' }, c.stats.deadLettered)
+          this.inc({ consumer: name, outcome: 'retried' }, c.stats.retried)
         }
       }
     }))
@@ -41,4 +42,9 @@ export function buildApp (deps: BillingDeps, config: BillingConfig, opts: BuildO
   app.register(transactionRoutes, { deps })
   app.register(internalRoutes, { deps })
   return app
+}
+
+/** Ready once every consumer is bound: one still waiting for its stream (its producer has not created it) is not. */
+async function consumersBound (deps: BillingDeps): Promise<void> {
+  for (const c of Object.values(deps.consumers)) await c.ready()
 }

@@ -2,16 +2,14 @@
 import type { Kysely } from 'kysely'
 import type { NatsConnection } from '@nats-io/transport-node'
 import { namespaced } from '@chat-platform/contracts'
-import { createDb, ensureDatabase, migrateToLatest, connectNats, ensureStreams, createRedis, RevocationFeed, type Redis } from '@chat-platform/platform'
+import { createDb, ensureDatabase, migrateToLatest, connectNats, createRedis, RevocationFeed, type BatchConsumer, type Redis } from '@chat-platform/platform'
 import type { Logger } from 'pino'
 import { knownUsers, type UserCheck } from './known-users.ts'
 import type { BillingConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
 import { migrations } from './db/migrations/index.ts'
 import { deleteExpiredIdempotencyKeys } from './db/repositories/idempotency-keys.ts'
-import type { Balances, LedgerRules } from './ledger.ts'
-import { writeBalanceCache } from './balance-cache.ts'
-import type { EventConsumer } from './events/consumer.ts'
+import type { LedgerRules } from './ledger.ts'
 import { createUsageConsumer } from './events/usage-recorded.consumer.ts'
 import { createSignupConsumer } from './events/user-registered.consumer.ts'
 
@@ -23,7 +21,7 @@ export interface BillingDeps {
   rules: LedgerRules
   /** Whether a user id belongs to a real user (checked before an account is opened by a request). */
   knownUser: UserCheck
-  consumers: { usage: EventConsumer<any>, signup: EventConsumer<any> }
+  consumers: { usage: BatchConsumer<any>, signup: BatchConsumer<any> }
   /** Revoked access tokens from auth's AUTH_REVOCATIONS (read from its start at boot). */
   revocations: RevocationFeed
   /** Starts the consumers and the idempotency-key cleanup. */
@@ -38,21 +36,21 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
   await migrateToLatest(db, SCHEMA, migrations, log)
   const nc = await connectNats({ url: config.NATS_URL, name: 'billing', log })
   const ns = namespaced(config.EVENTS_NAMESPACE)
-  await ensureStreams(nc, [ns.streams.CHAT_USAGE, ns.streams.AUTH_EVENTS], { maxAgeDays: config.STREAM_MAX_AGE_DAYS, replicas: config.STREAM_REPLICAS })
   const redis = createRedis({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, log, name: 'billing' })
   const rules: LedgerRules = { signupBonus: config.SIGNUP_BONUS, prices: config.MODEL_PRICES }
+  // Billing creates only its durable consumers: CHAT_USAGE is chat's stream, AUTH_EVENTS auth's (a consumer waits
+  // for a stream its producer has not created yet).
   const common = {
     nc,
-    db,
     log,
+    books: { db, redis, log },
     namespace: config.EVENTS_NAMESPACE,
     rules,
     ackWaitMs: config.BILLING_ACK_WAIT_MS,
     batchSize: config.BILLING_BATCH_SIZE,
     concurrency: config.BILLING_BATCH_CONCURRENCY,
     lingerMs: config.BILLING_BATCH_LINGER_MS,
-    retryDelayMs: config.BILLING_RETRY_DELAY_MS,
-    onCommitted: (balances: Balances) => writeBalanceCache(redis, balances, log)
+    retryDelayMs: config.BILLING_RETRY_DELAY_MS
   }
   const known = knownUsers(db, { authUrl: config.AUTH_URL, enabled: config.BILLING_CHECK_USERS })
   const consumers = { usage: createUsageConsumer({ ...common, knownUsers: known }), signup: createSignupConsumer(common) }

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto'
 import pino from 'pino'
 import { jetstream } from '@nats-io/jetstream'
 import { namespaced, Subjects, type UsageRecorded, type UserRegistered } from '@chat-platform/contracts'
+import { ensureStreams } from '@chat-platform/platform'
 import { createTestDatabase, testNamespace, testRedisPrefix, testKeys, signTestToken, waitFor, TEST_NATS_URL, TEST_REDIS_URL } from '@chat-platform/platform/testing'
 import { loadBillingConfig, type BillingConfig } from '../src/config.ts'
 import { createDeps, closeDeps, type BillingDeps } from '../src/deps.ts'
@@ -32,11 +33,21 @@ export async function testEnv (t: Teardown, overrides: Record<string, string> = 
   }
 }
 
-/** Connections and consumers for `env` (not started), closed at teardown. */
-export async function testDeps (t: Teardown, env: Record<string, string>): Promise<{ deps: BillingDeps, config: BillingConfig }> {
+/** Creates the streams billing consumes, as their producers (chat: CHAT_USAGE, auth: AUTH_EVENTS) do at boot. */
+export async function createProducerStreams (deps: Pick<BillingDeps, 'nc'>, namespace: string): Promise<void> {
+  const ns = namespaced(namespace)
+  await ensureStreams(deps.nc, [ns.streams.CHAT_USAGE, ns.streams.AUTH_EVENTS], { maxAgeDays: 1, replicas: 1 })
+}
+
+/**
+ * Connections and consumers for `env` (not started), closed at teardown. The producers' streams are created
+ * first unless `streams: false` (billing booted before chat and auth).
+ */
+export async function testDeps (t: Teardown, env: Record<string, string>, opts: { streams?: boolean } = {}): Promise<{ deps: BillingDeps, config: BillingConfig }> {
   const config = loadBillingConfig(env)
   const deps = await createDeps(config, silent)
   t.teardown(() => closeDeps(deps))
+  if (opts.streams !== false) await createProducerStreams(deps, env.EVENTS_NAMESPACE)
   await waitFor(() => deps.redis.status === 'ready', { what: 'redis' })
   return { deps, config }
 }
@@ -45,6 +56,7 @@ export async function buildTestApp (t: Teardown, overrides: Record<string, strin
   const env = await testEnv(t, overrides)
   const config = loadBillingConfig(env)
   const deps = await createDeps(config, silent)
+  await createProducerStreams(deps, env.EVENTS_NAMESPACE)
   const app = buildApp(deps, config)
   app.addHook('onClose', async () => { await closeDeps(deps) })
   t.teardown(() => app.close())

@@ -1,14 +1,13 @@
 // The chat.usage.recorded consumer (durable `billing-usage` on CHAT_USAGE): debits each exchange once; a usage
 // event for a user auth does not know is set aside (a dead letter), never an account opened with a bonus.
 import { namespaced, Subjects, UsageRecordedSchema, type UsageRecorded } from '@chat-platform/contracts'
-import { ServiceCallError } from '@chat-platform/platform'
+import { BatchConsumer, ServiceCallError, type EventHandler, type Screened } from '@chat-platform/platform'
 import { applyUsageEvents, type LedgerRules } from '../ledger.ts'
 import type { KnownUsers } from '../known-users.ts'
-import { EventConsumer, type ConsumerOptions, type Screened } from './consumer.ts'
+import type { Books } from '../post.ts'
+import { ledgerHandler, type ConsumerSettings } from './ledger-handler.ts'
 
 export const USAGE_CONSUMER = 'billing-usage'
-
-type Common = Omit<ConsumerOptions<typeof UsageRecordedSchema>, 'stream' | 'durable' | 'filterSubject' | 'schema' | 'apply'>
 
 /** Sorts a batch by its users: unknown to auth → set aside; auth unreachable for a user → that user's events wait. */
 export async function screenUsers (events: UsageRecorded[], users: KnownUsers): Promise<Screened> {
@@ -22,15 +21,19 @@ export async function screenUsers (events: UsageRecorded[], users: KnownUsers): 
   return screened
 }
 
-export function createUsageConsumer (opts: Common & { namespace: string, rules: LedgerRules, knownUsers?: KnownUsers }) {
+/** How usage events are screened and applied: the live consumer's handler, and billing:replay's. */
+export function usageHandler (opts: { books: Books, rules: LedgerRules, knownUsers?: KnownUsers }): EventHandler<typeof UsageRecordedSchema> {
+  return ledgerHandler(UsageRecordedSchema, opts.books, (trx, events) => applyUsageEvents(trx, events, opts.rules),
+    opts.knownUsers && ((events) => screenUsers(events, opts.knownUsers!)))
+}
+
+export function createUsageConsumer (opts: ConsumerSettings & { rules: LedgerRules, knownUsers?: KnownUsers }) {
   const ns = namespaced(opts.namespace)
-  return new EventConsumer({
+  return new BatchConsumer({
     ...opts,
     stream: ns.streams.CHAT_USAGE.name,
     durable: USAGE_CONSUMER,
     filterSubject: ns.subject(Subjects.usageRecorded),
-    schema: UsageRecordedSchema,
-    apply: (trx, events) => applyUsageEvents(trx, events, opts.rules),
-    screen: opts.knownUsers && ((events) => screenUsers(events, opts.knownUsers!))
+    handler: usageHandler(opts)
   })
 }

@@ -95,8 +95,10 @@ t.test('malformed events are set aside in dead_letters and the rest is applied',
   const app = buildApp(deps, loadBillingConfig(env))
   t.teardown(() => app.close())
   const metrics = (await app.inject({ method: 'GET', url: '/metrics' })).body
-  t.match(metrics, /billing_consumer_events\{consumer="usage",outcome="dead_lettered"[^}]*\} 4/, 'set-aside events are counted')
-  t.match(metrics, /billing_consumer_events\{consumer="usage",outcome="applied"[^}]*\} 3/)
+  t.match(metrics, /# TYPE billing_consumer_events_total counter/, 'a counter')
+  t.match(metrics, /billing_consumer_events_total\{consumer="usage",outcome="dead_lettered"[^}]*\} 4/, 'set-aside events are counted')
+  t.match(metrics, /billing_consumer_events_total\{consumer="usage",outcome="applied"[^}]*\} 3/)
+  t.equal((await app.inject({ method: 'GET', url: '/metrics' })).body.match(/billing_consumer_events_total\{consumer="usage",outcome="applied"[^}]*\} (\d+)/)?.[1], '3', 'a second scrape counts the same events once')
 })
 
 t.test('a batch the database refuses falls back to one event per transaction', async (t) => {
@@ -185,7 +187,7 @@ t.test('an instance that dies between commit and ack does not double-charge on r
   let committed = 0
   const doomed = createUsageConsumer({
     nc,
-    db: survivor.deps.db,
+    books: survivor.deps,
     log: survivor.deps.log,
     namespace: env.EVENTS_NAMESPACE,
     rules: survivor.deps.rules,
