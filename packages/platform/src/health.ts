@@ -3,6 +3,9 @@ import fp from 'fastify-plugin'
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import { Registry, Histogram, Counter, collectDefaultMetrics } from 'prom-client'
 
+// A service's own metrics use the same prom-client as the registry they join.
+export { Counter, Gauge, Histogram, type Metric } from 'prom-client'
+
 export type ReadinessCheck = () => Promise<void>
 
 declare module 'fastify' {

@@ -13,6 +13,7 @@ export function buildApp (deps: ChatDeps, config: ChatConfig) {
     service: 'chat',
     checks: { postgres: () => pingDb(deps.db), nats: () => pingNats(deps.nc), redis: () => pingRedis(deps.redis), revocations: () => deps.revocations.ready() }
   })
+  app.after(() => { for (const metric of deps.metrics.all) app.metrics.registerMetric(metric) })
   app.register(jwtAuthPlugin, { publicKey: loadPublicKey(config), issuer: config.JWT_ISSUER, revocations: deps.revocations.list })
   app.register(sessionRoutes, { deps })
   app.register(messageRoutes, { deps, config })

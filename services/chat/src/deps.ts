@@ -11,6 +11,7 @@ import { migrations } from './db/migrations/index.ts'
 import { LlmClient } from './llm/client.ts'
 import { createTokenizer, type Tokenizer } from './llm/tokenizer.ts'
 import { startSimulator, type Simulator } from './llm/simulator.ts'
+import { createChatMetrics, type ChatMetrics } from './metrics.ts'
 
 export interface ChatDeps {
   db: Kysely<Database>
@@ -23,10 +24,12 @@ export interface ChatDeps {
   tokenizer: Tokenizer
   /** Set when no OPENAI_API_KEY is configured: the offline LLM the service talks to instead. */
   simulator?: Simulator
+  /** Chat's domain metrics (registered in /metrics by buildApp). */
+  metrics: ChatMetrics
 }
 
 /** The LLM client: the configured provider, or the offline simulator when there is no key. */
-export async function createLlm (config: ChatConfig, log: Logger): Promise<{ llm: LlmClient, simulator?: Simulator }> {
+export async function createLlm (config: ChatConfig, log: Logger, metrics?: ChatMetrics): Promise<{ llm: LlmClient, simulator?: Simulator }> {
   let simulator: Simulator | undefined
   if (!config.OPENAI_API_KEY) {
     simulator = await startSimulator({ chunkDelayMs: config.CHAT_SIMULATOR_CHUNK_DELAY_MS }, { tokenizerModel: config.CHAT_MODEL })
@@ -41,10 +44,15 @@ export async function createLlm (config: ChatConfig, log: Logger): Promise<{ llm
     timeoutMs: config.CHAT_LLM_TIMEOUT_MS,
     maxRetries: config.CHAT_LLM_MAX_RETRIES,
     maxOutputTokens: config.CHAT_MAX_OUTPUT_TOKENS,
-    log
+    log,
+    provider: simulator ? 'simulator' : providerName(config.OPENAI_BASE_URL),
+    metrics
   })
   return { llm, simulator }
 }
+
+/** The metrics' provider label: the base URL's host (api.openai.com by default). */
+const providerName = (baseUrl?: string) => baseUrl ? new URL(baseUrl).host : 'api.openai.com'
 
 export async function createDeps (config: ChatConfig, log: Logger): Promise<ChatDeps> {
   await ensureDatabase(config.DATABASE_URL)
@@ -58,8 +66,9 @@ export async function createDeps (config: ChatConfig, log: Logger): Promise<Chat
   const revocations = new RevocationFeed({ nc, stream: ns.streams.AUTH_REVOCATIONS.name, log })
   revocations.start()
   const tokenizer = await createTokenizer(config.CHAT_MODEL)
-  const { llm, simulator } = await createLlm(config, log)
-  return { db, nc, redis, relay, revocations, llm, tokenizer, simulator }
+  const metrics = createChatMetrics({ db })
+  const { llm, simulator } = await createLlm(config, log, metrics)
+  return { db, nc, redis, relay, revocations, llm, tokenizer, simulator, metrics }
 }
 
 export async function closeDeps (deps: ChatDeps): Promise<void> {

@@ -5,6 +5,7 @@ import { namespaced, priceExchange, Subjects, type ModelPrices, type UsageRecord
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { Database } from './db/database.ts'
 import { settleStaleExchange } from './db/repositories/exchanges.ts'
+import type { ChatMetrics } from './metrics.ts'
 
 const FIRST_DELAY_MS = 100
 const MAX_DELAY_MS = 5_000
@@ -17,18 +18,21 @@ export class RecordRetries {
   private readonly ac = new AbortController()
   private readonly active = new Set<Promise<boolean>>()
   private readonly retryMs: number
+  private readonly metrics?: ChatMetrics
 
-  constructor (opts: { retryMs: number }) {
+  constructor (opts: { retryMs: number, metrics?: ChatMetrics }) {
     this.retryMs = opts.retryMs
+    this.metrics = opts.metrics
   }
 
   get size (): number { return this.active.size }
 
   /** Resolves true once `write` succeeded, false when it gave up (time out or shutdown). Never rejects. */
   retry (what: string, write: () => Promise<void>, log: Logger): Promise<boolean> {
+    this.metrics?.recordRetry(what, 'started')
     const run = this.run(what, write, log)
     this.active.add(run)
-    run.finally(() => this.active.delete(run)).catch(() => {})
+    run.then((landed) => this.metrics?.recordRetry(what, landed ? 'landed' : 'gave_up')).finally(() => this.active.delete(run)).catch(() => {})
     return run
   }
 
@@ -71,7 +75,7 @@ function sleep (ms: number, signal: AbortSignal): Promise<void> {
   })
 }
 
-export interface SweepOptions { staleMs: number, prices: ModelPrices, defaultModel: string, eventsNamespace: string, log: Logger }
+export interface SweepOptions { staleMs: number, prices: ModelPrices, defaultModel: string, eventsNamespace: string, log: Logger, metrics?: ChatMetrics }
 
 /**
  * Settles every exchange left pending with a lease expired `staleMs` ago: the process that ran it died (or
@@ -101,6 +105,7 @@ export async function sweepStaleExchanges (db: Kysely<Database>, opts: SweepOpti
     })
     if (!settled) return charged
     if (settled.charged) charged++
+    opts.metrics?.pendingSettled(settled.charged)
     opts.log.warn({ message_id: settled.exchange.id, user_id: settled.exchange.user_id, prompt_tokens: settled.exchange.prompt_tokens, charged: settled.charged }, 'settled an exchange its process left pending')
   }
 }

@@ -3,6 +3,7 @@ import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUse
 import { ProblemError } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { PromptMessage } from './tokenizer.ts'
+import type { ChatMetrics, LlmCallOutcome } from '../metrics.ts'
 
 export interface LlmOptions {
   baseURL?: string
@@ -12,6 +13,9 @@ export interface LlmOptions {
   maxRetries: number
   maxOutputTokens?: number
   log: Logger
+  /** The metrics' provider label: `simulator`, or the provider's host. */
+  provider?: string
+  metrics?: ChatMetrics
 }
 
 export interface LlmUsage { prompt_tokens: number, completion_tokens: number }
@@ -38,14 +42,19 @@ export function mapLlmError (err: unknown, timedOut: boolean): ProblemError {
 const usageOf = (u: { prompt_tokens?: number, completion_tokens?: number } | null | undefined): LlmUsage | undefined =>
   u && Number.isInteger(u.prompt_tokens) && Number.isInteger(u.completion_tokens) ? { prompt_tokens: u.prompt_tokens!, completion_tokens: u.completion_tokens! } : undefined
 
+const outcomeOf = (o: LlmOutcome): LlmCallOutcome =>
+  o.finished ? 'ok' : o.content !== '' ? 'partial' : o.error ? o.error.code as LlmCallOutcome : 'client_closed'
+
 export class LlmClient {
   readonly model: string
+  readonly provider: string
   private readonly client: OpenAI
   private readonly opts: LlmOptions
 
   constructor (opts: LlmOptions) {
     this.opts = opts
     this.model = opts.model
+    this.provider = opts.provider ?? 'openai'
     // The SDK's own timeout covers only the wait for headers; the deadlines below cover the body too.
     this.client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseURL, timeout: opts.timeoutMs, maxRetries: opts.maxRetries })
   }
@@ -57,6 +66,33 @@ export class LlmClient {
 
   /** One JSON completion, bounded as a whole by the timeout (retries included). */
   async complete (messages: PromptMessage[], signal?: AbortSignal): Promise<LlmOutcome> {
+    const started = performance.now()
+    return this.measured('json', started, await this.callJson(messages, signal))
+  }
+
+  /**
+   * A streamed completion with usage requested. The timeout bounds the wait for the first chunk and every
+   * gap between chunks. `signal` (the client leaving) aborts the upstream request at once.
+   */
+  async stream (messages: PromptMessage[], onDelta: (text: string) => void, signal?: AbortSignal): Promise<LlmOutcome> {
+    const started = performance.now()
+    let first = true
+    const outcome = await this.callStream(messages, (text) => {
+      if (first) {
+        first = false
+        this.opts.metrics?.llmFirstToken({ provider: this.provider, model: this.model }, (performance.now() - started) / 1000)
+      }
+      onDelta(text)
+    }, signal)
+    return this.measured('stream', started, outcome)
+  }
+
+  private measured (mode: 'json' | 'stream', started: number, outcome: LlmOutcome): LlmOutcome {
+    this.opts.metrics?.llmCall({ provider: this.provider, model: this.model, mode }, outcomeOf(outcome), (performance.now() - started) / 1000)
+    return outcome
+  }
+
+  private async callJson (messages: PromptMessage[], signal?: AbortSignal): Promise<LlmOutcome> {
     const ac = new AbortController()
     let timedOut = false
     const timer = setTimeout(() => { timedOut = true; ac.abort() }, this.opts.timeoutMs)
@@ -75,11 +111,7 @@ export class LlmClient {
     }
   }
 
-  /**
-   * A streamed completion with usage requested. The timeout bounds the wait for the first chunk and every
-   * gap between chunks. `signal` (the client leaving) aborts the upstream request at once.
-   */
-  async stream (messages: PromptMessage[], onDelta: (text: string) => void, signal?: AbortSignal): Promise<LlmOutcome> {
+  private async callStream (messages: PromptMessage[], onDelta: (text: string) => void, signal?: AbortSignal): Promise<LlmOutcome> {
     const ac = new AbortController()
     let timedOut = false
     let timer: NodeJS.Timeout | undefined

@@ -32,7 +32,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
   const { db } = deps
   const limiter = new InflightLimiter(deps.redis, { max: config.CHAT_MAX_INFLIGHT, ttlMs: config.CHAT_INFLIGHT_TTL_MS, log: app.log })
   const security = [{ bearer: [] }]
-  const retries = new RecordRetries({ retryMs: config.CHAT_RECORD_RETRY_MS })
+  const retries = new RecordRetries({ retryMs: config.CHAT_RECORD_RETRY_MS, metrics: deps.metrics })
   const tooMany = () => problem('rate_limited', `At most ${config.CHAT_MAX_INFLIGHT} messages can be in progress at once; wait for a reply.`, { headers: { 'retry-after': '1' } })
   const usedUp = () => problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')
   app.addHook('onRequest', app.authenticate)
@@ -44,7 +44,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
     const sweep = () => deleteExpiredIdempotencyKeys(db, config.CHAT_IDEMPOTENCY_TTL_HOURS).catch((err) => app.log.warn({ err: err.message }, 'idempotency key sweep failed'))
     sweeper = setInterval(sweep, 3600_000)
     sweeper.unref()
-    const sweepOpts = { staleMs: config.CHAT_PENDING_STALE_MS, prices: config.MODEL_PRICES, defaultModel: config.CHAT_MODEL, eventsNamespace: config.EVENTS_NAMESPACE, log: app.log }
+    const sweepOpts = { staleMs: config.CHAT_PENDING_STALE_MS, prices: config.MODEL_PRICES, defaultModel: config.CHAT_MODEL, eventsNamespace: config.EVENTS_NAMESPACE, log: app.log, metrics: deps.metrics }
     const sweepPending = () => {
       sweeping = sweepStaleExchanges(db, sweepOpts).catch((err) => app.log.warn({ err: err.message }, 'pending exchange sweep failed'))
     }
