@@ -1,7 +1,7 @@
 // `pnpm ops admin:grant <email>` / `admin:revoke <email>`: the only way the stored admin role changes.
-import { normalizeEmail } from '@chat-platform/auth/config.ts'
-import { findUserByEmail, setUserRoleByEmail } from '@chat-platform/auth/db/repositories/users.ts'
-import type { OpsContext } from '../context.ts'
+import { normalizeEmail } from '../config.ts'
+import { findUserByEmail, setUserRoleByEmail } from '../db/repositories/users.ts'
+import type { AuthOpsContext } from './context.ts'
 
 /**
  * Sets the role of the user registered with `email` (trimmed and lower-cased as registration stores it).
@@ -9,10 +9,10 @@ import type { OpsContext } from '../context.ts'
  * address. Only tokens issued afterwards see the change: a revoked admin's token keeps the role until it
  * expires (at most auth's ADMIN_JWT_TTL).
  */
-export async function adminRole (ctx: OpsContext, rawEmail: string, action: 'grant' | 'revoke'): Promise<number> {
+export async function adminRole (ctx: AuthOpsContext, rawEmail: string, action: 'grant' | 'revoke'): Promise<number> {
   const email = normalizeEmail(rawEmail)
   const role = action === 'grant' ? 'admin' : 'user'
-  const db = ctx.authDb()
+  const db = ctx.db()
   try {
     const user = await findUserByEmail(db, email)
     if (!user) {

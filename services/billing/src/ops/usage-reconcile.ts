@@ -1,7 +1,7 @@
 // `pnpm ops usage:reconcile`: compares chat's recorded usage with billing's applied events (internal HTTP
 // endpoints, never another service's schema) and has chat re-publish what billing never received.
 import { callService } from '@chat-platform/platform'
-import type { OpsContext } from '../context.ts'
+import type { BillingOpsContext } from './context.ts'
 
 export interface ReconcileOptions { since: Date, until?: Date, dryRun?: boolean, graceSeconds?: number }
 export interface ReconcileResult {
@@ -20,7 +20,7 @@ export interface ReconcileResult {
 const CHUNK = 500
 export const DEFAULT_GRACE_SECONDS = 60
 
-export async function usageReconcile (ctx: OpsContext, opts: ReconcileOptions): Promise<ReconcileResult> {
+export async function usageReconcile (ctx: BillingOpsContext, opts: ReconcileOptions): Promise<ReconcileResult> {
   // Without --until, the newest events are left out: they may simply still be on their way.
   const until = opts.until ?? new Date(Date.now() - (opts.graceSeconds ?? DEFAULT_GRACE_SECONDS) * 1000)
   if (until.getTime() <= opts.since.getTime()) {

@@ -2,12 +2,11 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { sql } from 'kysely'
-import { testEnv, testDeps, usageEvent } from '../../services/billing/test/helper.ts'
-import type { Teardown } from '../../services/billing/test/helper.ts'
-import { applyUsageEvents, creditRecharge } from '@chat-platform/billing/ledger.ts'
-import { runOps } from '../cli.ts'
+import { testEnv, testDeps, usageEvent } from '../helper.ts'
+import type { Teardown } from '../helper.ts'
+import { applyUsageEvents, creditRecharge } from '../../src/ledger.ts'
 import { typescriptArgs } from '@chat-platform/platform/testing'
-import { opsContext } from './helper.ts'
+import { opsContext, runOps, ROOT } from './helper.ts'
 
 async function ledger (t: Teardown) {
   const env = await testEnv(t)
@@ -55,7 +54,7 @@ t.test('a usage row whose event is not recorded as applied is a break', async (t
 
 t.test('pnpm ops billing:audit exits 1 on a break and 0 on a clean ledger', async (t) => {
   const { env, deps } = await ledger(t)
-  const run = () => spawnSync(process.execPath, [...typescriptArgs(), 'ops/cli.ts', 'billing:audit'], { cwd: new URL('../..', import.meta.url).pathname, env: { ...process.env, ...env }, encoding: 'utf8' })
+  const run = () => spawnSync(process.execPath, [...typescriptArgs(), 'ops/cli.ts', 'billing:audit'], { cwd: ROOT, env: { ...process.env, ...env }, encoding: 'utf8' })
   const clean = run()
   t.equal(clean.status, 0, clean.stderr)
   t.match(clean.stdout, /ledger ok/)

@@ -4,13 +4,12 @@
 import t from 'tap'
 import { sql } from 'kysely'
 import { freePort, waitFor } from '@chat-platform/platform/testing'
-import { testEnv, testDeps } from '../../services/billing/test/helper.ts'
-import { buildTestApp as buildChat } from '../../services/chat/test/helper.ts'
-import { loadBillingConfig } from '@chat-platform/billing/config.ts'
-import { buildApp } from '@chat-platform/billing/app.ts'
+import { testEnv, testDeps } from '../helper.ts'
+import { buildTestApp as buildChat } from '../../../chat/test/helper.ts'
+import { loadBillingConfig } from '../../src/config.ts'
+import { buildApp } from '../../src/app.ts'
 import { ServiceCallError } from '@chat-platform/platform'
-import { failureMessage, runOps } from '../cli.ts'
-import { opsContext } from './helper.ts'
+import { opsContext, runOps } from './helper.ts'
 
 const INTERNAL_TOKEN = 'reconcile-test-internal-token'
 
@@ -61,7 +60,7 @@ t.test('events billing never received are re-published by chat and then applied;
   const wrongToken = opsContext({ ...env, ...urls, INTERNAL_TOKEN: 'not-the-internal-token' })
   const refused = await runOps(args, wrongToken.make).catch((e) => e)
   t.type(refused, ServiceCallError)
-  t.equal(failureMessage(refused), `ops failed: chat (${chatUrl}) GET /internal/usage answered 403 forbidden: The internal token is wrong.`)
+  t.equal(refused.describe(), `chat (${chatUrl}) GET /internal/usage answered 403 forbidden: The internal token is wrong.`)
 })
 
 t.test('an unreachable service fails the run instead of reporting a false gap, naming the service and the cause', async (t) => {
@@ -70,7 +69,7 @@ t.test('an unreachable service fails the run instead of reporting a false gap, n
   const ops = opsContext({ ...env, CHAT_URL: down, BILLING_URL: down })
   const err = await runOps(['usage:reconcile', '--since', '2020-01-01T00:00:00Z'], ops.make).catch((e) => e)
   t.match(err, { code: 'service_unavailable', service: `chat (${down})`, status: null })
-  t.equal(failureMessage(err), `ops failed: chat (${down}) GET /internal/usage: no answer (connect ECONNREFUSED ${down.slice(7)})`)
+  t.equal(err.describe(), `chat (${down}) GET /internal/usage: no answer (connect ECONNREFUSED ${down.slice(7)})`)
 })
 
 t.test('a service that answers an error: the run fails with its name, status and detail', async (t) => {
@@ -86,7 +85,7 @@ t.test('a service that answers an error: the run fails with its name, status and
   const ops = opsContext({ ...env, CHAT_URL: chatUrl, BILLING_URL: billingUrl })
   const err = await runOps(['usage:reconcile', '--since', '2020-01-01T00:00:00Z'], ops.make).catch((e) => e)
   t.type(err, ServiceCallError)
-  t.match(failureMessage(err), new RegExp(`^ops failed: billing \\(${billingUrl.replace(/[.:/]/g, '\\$&')}\\) GET /internal/usage-events answered 5\\d\\d \\w+: .+`))
+  t.match(err.describe(), new RegExp(`^billing \\(${billingUrl.replace(/[.:/]/g, '\\$&')}\\) GET /internal/usage-events answered 5\\d\\d \\w+: .+`))
 })
 
 t.test('a window with nothing settled yet exits 0 and says so, asking no service', async (t) => {

@@ -2,10 +2,17 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { typescriptArgs } from '@chat-platform/platform/testing'
-import { buildTestApp } from '../../services/auth/test/helper.ts'
-import { decodeJwt } from '../../services/auth/test/jwt.ts'
-import { runOps } from '../cli.ts'
-import { opsContext } from './helper.ts'
+import { buildTestApp } from '../helper.ts'
+import { decodeJwt } from '../jwt.ts'
+import { createAuthOpsContext, runAuthOps, type AuthOpsContext } from '../../src/ops/index.ts'
+
+/** An ops context over `env` with the output captured. */
+function opsContext (env: Record<string, string>) {
+  const lines: string[] = []
+  const make = () => createAuthOpsContext({ ...env, LOG_LEVEL: 'silent' }, (l) => lines.push(l))
+  return { lines, make }
+}
+const runOps = (argv: string[], make: () => AuthOpsContext) => runAuthOps(argv[0], argv.slice(1), make)
 
 const roleOf = async (s: Awaited<ReturnType<typeof buildTestApp>>, email: string, password: string) =>
   decodeJwt(await s.tokenFor(email, password)).payload.role
@@ -64,7 +71,7 @@ t.test('usage errors: no email, two emails, an option', async (t) => {
 t.test('through the CLI: exit 0 for a registered address, exit 1 with the message for an unknown one, exit 2 for a usage error', async (t) => {
   const s = await buildTestApp(t)
   const u = await s.register()
-  const run = (...args: string[]) => spawnSync(process.execPath, [...typescriptArgs(), 'ops/cli.ts', ...args], { cwd: new URL('../..', import.meta.url).pathname, env: { ...process.env, DATABASE_URL: s.config.DATABASE_URL, LOG_LEVEL: 'silent' }, encoding: 'utf8' })
+  const run = (...args: string[]) => spawnSync(process.execPath, [...typescriptArgs(), 'ops/cli.ts', ...args], { cwd: new URL('../../../../', import.meta.url).pathname, env: { ...process.env, DATABASE_URL: s.config.DATABASE_URL, LOG_LEVEL: 'silent' }, encoding: 'utf8' })
   const ok = run('admin:grant', u.email)
   t.equal(ok.status, 0, ok.stderr)
   t.equal(await roleOf(s, u.email, u.password), 'admin')

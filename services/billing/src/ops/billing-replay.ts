@@ -2,15 +2,15 @@
 import { DeliverPolicy, jetstream, jetstreamManager, type JsMsg } from '@nats-io/jetstream'
 import { namespaced, Subjects, type UsageRecorded, type UsageRecordedSchema } from '@chat-platform/contracts'
 import { batchSorter, setAsideRow, type EventHandler, type SortedBatch } from '@chat-platform/platform'
-import { selectProcessedEventIds } from '@chat-platform/billing/db/repositories/processed-events.ts'
-import { knownUsers } from '@chat-platform/billing/known-users.ts'
-import { usageHandler } from '@chat-platform/billing/events/usage-recorded.consumer.ts'
-import type { OpsContext } from '../context.ts'
+import { selectProcessedEventIds } from '../db/repositories/processed-events.ts'
+import { knownUsers } from '../known-users.ts'
+import { usageHandler } from '../events/usage-recorded.consumer.ts'
+import type { BillingOpsContext } from './context.ts'
 
 export interface ReplayOptions { since?: Date, fromSeq?: number, until?: Date, dryRun?: boolean, batchSize?: number }
 export interface ReplayCounts { read: number, applied: number, alreadyApplied: number, rejected: number, firstSeq: number | null, lastSeq: number | null }
 
-export async function billingReplay (ctx: OpsContext, opts: ReplayOptions): Promise<ReplayCounts> {
+export async function billingReplay (ctx: BillingOpsContext, opts: ReplayOptions): Promise<ReplayCounts> {
   if ((opts.since === undefined) === (opts.fromSeq === undefined)) throw new Error('give exactly one of --since <ISO time> or --from-seq <n>')
   const nc = await ctx.nats()
   const ns = namespaced(ctx.config.EVENTS_NAMESPACE)
@@ -49,7 +49,7 @@ export async function billingReplay (ctx: OpsContext, opts: ReplayOptions): Prom
   return counts
 }
 
-async function applyBatch (ctx: OpsContext, stream: string, batch: JsMsg[], counts: ReplayCounts, dryRun: boolean,
+async function applyBatch (ctx: BillingOpsContext, stream: string, batch: JsMsg[], counts: ReplayCounts, dryRun: boolean,
   handler: EventHandler<typeof UsageRecordedSchema>, { decoded, later }: SortedBatch<UsageRecorded>): Promise<void> {
   // A replay cannot wait for a redelivery: auth unreachable fails the run (exit 2, naming auth) before anything is written.
   if (later.length > 0) throw new Error(`billing:replay stopped: ${later[0][1]}`)
