@@ -59,7 +59,9 @@ export const UsageRecordedSchema = Type.Object({
    * adds it to the account's `chat_applied` when it applies the event, so chat can tell which of its charges
    * billing has not applied yet (DESIGN §3). Absent in events from before it existed: counts as 0.
    */
-  estimated_amount: Type.Optional(Type.Integer({ minimum: 0 }))
+  estimated_amount: Type.Optional(Type.Integer({ minimum: 0 })),
+  /** Present (true) when the reply came from chat's offline simulator (no OPENAI_API_KEY): billing's description says so. */
+  simulated: Type.Optional(Type.Literal(true))
 })
 export type UsageRecorded = Static<typeof UsageRecordedSchema>
 

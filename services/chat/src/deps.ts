@@ -46,6 +46,7 @@ export async function createLlm (config: ChatConfig, log: Logger, metrics?: Chat
     maxOutputTokens: config.CHAT_MAX_OUTPUT_TOKENS,
     log,
     provider: simulator ? 'simulator' : providerName(config.OPENAI_BASE_URL),
+    simulated: simulator !== undefined,
     metrics
   })
   return { llm, simulator }

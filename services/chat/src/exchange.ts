@@ -1,9 +1,8 @@
 // One chat exchange: store the user's message (pending, leased) while the LLM is asked, then record the reply, its
 // usage, the usage event and the user's charge in one statement (or, when nothing was generated, mark the message
 // failed and charge nothing). A record that fails after output is retried until it lands, never dropped.
-import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
-import { namespaced, priceExchange, Subjects, type ChatMessage, type ModelPrices, type UsageRecorded, type UsageSource } from '@chat-platform/contracts'
+import { namespaced, Subjects, type ChatMessage, type ModelPrices, type UsageRecorded, type UsageSource } from '@chat-platform/contracts'
 import { ProblemError } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { Database, MessageRow } from './db/database.ts'
@@ -14,6 +13,7 @@ import { buildPrompt } from './prompt.ts'
 import type { LlmClient, LlmOutcome } from './llm/client.ts'
 import type { Tokenizer } from './llm/tokenizer.ts'
 import type { RecordRetries } from './pending-exchanges.ts'
+import { buildUsageEvent } from './usage-event.ts'
 
 export interface ExchangeContext {
   db: Kysely<Database>
@@ -162,17 +162,8 @@ async function failExchange (ctx: ExchangeContext, input: ExchangeInput, userMes
 }
 
 function usageEvent (ctx: ExchangeContext, input: ExchangeInput, userMessage: MessageRow & { reply_id: number }, usage: Usage): UsageRecorded {
-  return {
-    event_id: randomUUID(),
-    occurred_at: new Date().toISOString(),
-    user_id: input.userId,
-    session_id: input.sessionId,
-    // The reply's id was reserved with the user message; if the session was deleted meanwhile it names no stored message.
-    message_id: userMessage.reply_id,
-    model: ctx.llm.model,
-    ...usage,
-    estimated_amount: priceExchange(ctx.prices, ctx.llm.model, usage.prompt_tokens, usage.completion_tokens)
-  }
+  // The reply's id was reserved with the user message; if the session was deleted meanwhile it names no stored message.
+  return buildUsageEvent({ user_id: input.userId, session_id: input.sessionId, message_id: userMessage.reply_id, model: ctx.llm.model, ...usage, simulated: ctx.llm.simulated }, ctx.prices)
 }
 
 async function recordExchange (ctx: ExchangeContext, input: ExchangeInput, userMessage: MessageRow & { reply_id: number }, outcome: LlmOutcome, event: UsageRecorded): Promise<{ message?: ChatMessage, sessionGone?: boolean }> {

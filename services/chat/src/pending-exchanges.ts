@@ -1,11 +1,11 @@
 // Exchanges not yet settled: recording retried in-process while Postgres is away, and the sweeper that settles those whose process died.
-import { randomUUID } from 'node:crypto'
 import type { Kysely } from 'kysely'
-import { namespaced, priceExchange, Subjects, type ModelPrices, type UsageRecorded } from '@chat-platform/contracts'
+import { namespaced, Subjects, type ModelPrices } from '@chat-platform/contracts'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { Database } from './db/database.ts'
 import { settleStaleExchange } from './db/repositories/exchanges.ts'
 import type { ChatMetrics } from './metrics.ts'
+import { buildUsageEvent } from './usage-event.ts'
 
 const FIRST_DELAY_MS = 100
 const MAX_DELAY_MS = 5_000
@@ -75,7 +75,16 @@ function sleep (ms: number, signal: AbortSignal): Promise<void> {
   })
 }
 
-export interface SweepOptions { staleMs: number, prices: ModelPrices, defaultModel: string, eventsNamespace: string, log: Logger, metrics?: ChatMetrics }
+export interface SweepOptions {
+  staleMs: number
+  prices: ModelPrices
+  defaultModel: string
+  eventsNamespace: string
+  log: Logger
+  metrics?: ChatMetrics
+  /** This replica's LLM is the offline simulator (so was the dead one's: replicas share their configuration). */
+  simulated?: boolean
+}
 
 /**
  * Settles every exchange left pending with a lease expired `staleMs` ago: the process that ran it died (or
@@ -88,19 +97,7 @@ export async function sweepStaleExchanges (db: Kysely<Database>, opts: SweepOpti
   let charged = 0
   for (;;) {
     const settled = await settleStaleExchange(db, opts.staleMs, (x) => {
-      const model = x.model ?? opts.defaultModel
-      const event: UsageRecorded = {
-        event_id: randomUUID(),
-        occurred_at: new Date().toISOString(),
-        user_id: x.user_id,
-        session_id: x.session_id,
-        message_id: x.reply_id,
-        model,
-        prompt_tokens: x.prompt_tokens,
-        completion_tokens: 0,
-        usage_source: 'estimated',
-        estimated_amount: priceExchange(opts.prices, model, x.prompt_tokens, 0)
-      }
+      const event = buildUsageEvent({ user_id: x.user_id, session_id: x.session_id, message_id: x.reply_id, model: x.model ?? opts.defaultModel, prompt_tokens: x.prompt_tokens, completion_tokens: 0, usage_source: 'estimated', simulated: opts.simulated }, opts.prices)
       return { event, subject }
     })
     if (!settled) return charged

@@ -15,6 +15,8 @@ export interface LlmOptions {
   log: Logger
   /** The metrics' provider label: `simulator`, or the provider's host. */
   provider?: string
+  /** The offline simulator answers (no OPENAI_API_KEY): usage events say so. */
+  simulated?: boolean
   metrics?: ChatMetrics
 }
 
@@ -48,6 +50,7 @@ const outcomeOf = (o: LlmOutcome): LlmCallOutcome =>
 export class LlmClient {
   readonly model: string
   readonly provider: string
+  readonly simulated: boolean
   private readonly client: OpenAI
   private readonly opts: LlmOptions
 
@@ -55,6 +58,7 @@ export class LlmClient {
     this.opts = opts
     this.model = opts.model
     this.provider = opts.provider ?? 'openai'
+    this.simulated = opts.simulated ?? false
     // The SDK's own timeout covers only the wait for headers; the deadlines below cover the body too.
     this.client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseURL, timeout: opts.timeoutMs, maxRetries: opts.maxRetries })
   }

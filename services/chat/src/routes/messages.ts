@@ -44,7 +44,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
     const sweep = () => deleteExpiredIdempotencyKeys(db, config.CHAT_IDEMPOTENCY_TTL_HOURS).catch((err) => app.log.warn({ err: err.message }, 'idempotency key sweep failed'))
     sweeper = setInterval(sweep, 3600_000)
     sweeper.unref()
-    const sweepOpts = { staleMs: config.CHAT_PENDING_STALE_MS, prices: config.MODEL_PRICES, defaultModel: config.CHAT_MODEL, eventsNamespace: config.EVENTS_NAMESPACE, log: app.log, metrics: deps.metrics }
+    const sweepOpts = { staleMs: config.CHAT_PENDING_STALE_MS, prices: config.MODEL_PRICES, defaultModel: config.CHAT_MODEL, eventsNamespace: config.EVENTS_NAMESPACE, log: app.log, metrics: deps.metrics, simulated: deps.llm.simulated }
     const sweepPending = () => {
       sweeping = sweepStaleExchanges(db, sweepOpts).catch((err) => app.log.warn({ err: err.message }, 'pending exchange sweep failed'))
     }

@@ -1,6 +1,7 @@
 // The offline simulator: chat with no OPENAI_API_KEY works through the real SDK path and says it is simulated.
 import t from 'tap'
 import OpenAI from 'openai'
+import { waitFor } from '@chat-platform/platform/testing'
 import { buildTestApp, parseSse } from '../helper.ts'
 import { startSimulator } from '../../src/llm/simulator.ts'
 
@@ -18,6 +19,26 @@ t.test('with no key, the service answers through the built-in simulator', async 
   const usage = await s.deps.db.selectFrom('usage').selectAll().execute()
   t.same(usage.map((u) => u.usage_source), ['provider', 'provider'], 'the simulator reports usage like a provider')
   t.equal(s.llm.requests.length, 0, 'the test fake was not used')
+})
+
+t.test('the simulator bills under CHAT_MODEL and its usage events say they were simulated', async (t) => {
+  const s = await buildTestApp(t, { CHAT_MODEL: 'gpt-4o', MODEL_PRICES: '{"gpt-4o":{"input":2,"output":3}}' }, { builtInSimulator: true })
+  await s.seedBalance(1, 100_000)
+  const session = await s.createSession(1)
+  t.equal((await s.send(1, session.id, 'bill me')).statusCode, 200)
+  const events = await waitFor(async () => { const e = await s.usageEvents(); return e.length === 1 ? e : undefined }, { what: 'the usage event' })
+  t.match(events![0], { model: 'gpt-4o', simulated: true })
+  t.equal(events![0].estimated_amount, events![0].prompt_tokens * 2 + events![0].completion_tokens * 3, 'priced as the configured model')
+  t.same((await s.deps.db.selectFrom('usage').select('model').execute()).map((u) => u.model), ['gpt-4o'])
+})
+
+t.test('a provider\'s usage events carry no simulated flag', async (t) => {
+  const s = await buildTestApp(t)
+  await s.seedBalance(1, 1000)
+  const session = await s.createSession(1)
+  t.equal((await s.send(1, session.id, 'real')).statusCode, 200)
+  const events = await waitFor(async () => { const e = await s.usageEvents(); return e.length === 1 ? e : undefined }, { what: 'the usage event' })
+  t.notOk('simulated' in events![0])
 })
 
 t.test('speaks the OpenAI wire protocol to the official SDK', async (t) => {
