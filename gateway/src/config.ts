@@ -25,6 +25,9 @@ export const GatewayConfigSchema = Type.Object({
   /** Stricter limit, per client IP, on register and the two login routes. */
   AUTH_RATE_LIMIT_MAX: Type.Integer({ default: 20, minimum: 1 }),
   AUTH_RATE_LIMIT_WINDOW_MS: Ms(60_000, 1000),
+  /** Per client IP on POST /api/auth/password-reset and /confirm (each request may send a mail; auth also caps mails per address). */
+  RESET_RATE_LIMIT_MAX: Type.Integer({ default: 5, minimum: 1 }),
+  RESET_RATE_LIMIT_WINDOW_MS: Ms(600_000, 1000),
   UPSTREAM_CONNECT_TIMEOUT_MS: Ms(3_000),
   /** Time to the response headers, and the longest silence inside a response body, for ordinary routes. */
   UPSTREAM_TIMEOUT_MS: Ms(30_000),

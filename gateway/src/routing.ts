@@ -20,6 +20,11 @@ export const PUBLIC_MOUNTS: ProxyMount[] = [
   { upstream: 'auth', prefix: '/api/auth', routes: ['/register', '/email-login', '/wechat-login', '/refresh'], methods: ['POST'] }
 ]
 
+/** Password reset: public, with its own much stricter per-IP limit (each request may send a mail). */
+export const RESET_MOUNTS: ProxyMount[] = [
+  { upstream: 'auth', prefix: '/api/auth/password-reset', routes: ['', '/confirm'], methods: ['POST'] }
+]
+
 /** Everything else under /api that a client may reach; the JWT is checked first. */
 export const AUTHENTICATED_MOUNTS: ProxyMount[] = [
   { upstream: 'auth', prefix: '/api/auth', routes: ['/*'], methods: ALL },
@@ -30,7 +35,7 @@ export const AUTHENTICATED_MOUNTS: ProxyMount[] = [
   { upstream: 'chat', prefix: '/api/sessions', routes: ['', '/*'], methods: ALL }
 ]
 
-export const PUBLIC_OPERATIONS = new Set(['POST /api/auth/register', 'POST /api/auth/email-login', 'POST /api/auth/wechat-login', 'POST /api/auth/refresh'])
+export const PUBLIC_OPERATIONS = new Set(['POST /api/auth/register', 'POST /api/auth/email-login', 'POST /api/auth/wechat-login', 'POST /api/auth/refresh', 'POST /api/auth/password-reset', 'POST /api/auth/password-reset/confirm'])
 
 /** The public API of DESIGN §2 as route templates, so metrics have a bounded set of route labels. */
 const TEMPLATES: { method: string, template: string, re: RegExp }[] = [
@@ -40,6 +45,10 @@ const TEMPLATES: { method: string, template: string, re: RegExp }[] = [
   ['POST', '/api/auth/refresh'],
   ['POST', '/api/auth/logout'],
   ['POST', '/api/auth/logout-all'],
+  ['POST', '/api/auth/password-reset'],
+  ['POST', '/api/auth/password-reset/confirm'],
+  ['POST', '/api/auth/email/verification'],
+  ['POST', '/api/auth/email/verify'],
   ['GET', '/api/auth/verify'],
   ['GET', '/api/user/profile'],
   ['PUT', '/api/user/profile'],

@@ -1,7 +1,7 @@
 // Public trust zone: register, the two logins and refresh, no token needed, a strict rate limit per client IP.
 import type { FastifyInstance } from 'fastify'
 import type { Redis } from '@chat-platform/platform'
-import { PUBLIC_MOUNTS } from '../routing.ts'
+import { PUBLIC_MOUNTS, RESET_MOUNTS } from '../routing.ts'
 import type { Upstreams } from '../upstreams.ts'
 import { registerRateLimit } from '../plugins/rate-limit.ts'
 import { proxyMount, type ProxyTimeouts } from './proxy.ts'
@@ -11,6 +11,14 @@ export interface ZoneOptions {
   redis: Redis
   timeouts: ProxyTimeouts
   rateLimit: { max: number, windowMs: number, syncMs?: number }
+}
+
+/** Password reset (request a code, confirm it): public, per client IP, its own stricter limit. */
+export async function passwordResetRoutes (app: FastifyInstance, opts: ZoneOptions) {
+  await registerRateLimit(app, { zone: 'password_reset', redis: opts.redis, nameSpace: 'gw:rl:reset:', ...opts.rateLimit })
+  for (const mount of RESET_MOUNTS) {
+    await app.register(proxyMount, { mount, upstream: opts.upstreams[mount.upstream], timeouts: opts.timeouts })
+  }
 }
 
 export default async function publicRoutes (app: FastifyInstance, opts: ZoneOptions) {

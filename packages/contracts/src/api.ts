@@ -31,6 +31,12 @@ export const TokenResponseSchema = Type.Object({
 export const RefreshTokenSchema = Type.String({ minLength: 1, maxLength: 200 })
 export const RefreshBodySchema = Type.Object({ refresh_token: RefreshTokenSchema })
 export const LogoutBodySchema = Type.Object({ refresh_token: Type.Optional(RefreshTokenSchema) })
+const Code = Type.String({ pattern: '^[0-9]{6}$' })
+export const PasswordResetBodySchema = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }) })
+export const PasswordResetConfirmBodySchema = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), code: Code, new_password: Password })
+export const EmailVerifyBodySchema = Type.Object({ code: Code })
+/** GET /internal/dev-mailbox?to= (auth, only without MAIL_URL outside production): the mails "sent", newest first. */
+export const DevMailboxResponseSchema = Type.Array(Type.Object({ to: Type.String(), subject: Type.String(), text: Type.String(), sent_at: Type.String() }))
 export const ChangePasswordBodySchema = Type.Object({ old_password: Type.String({ minLength: 1, maxLength: 1024 }), new_password: Password })
 /** PUT /api/user/password: the documented `{message}`, plus a fresh session for the caller (every other one ended). */
 export const ChangePasswordResponseSchema = Type.Object({

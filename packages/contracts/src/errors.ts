@@ -3,6 +3,7 @@ import { Type, type Static } from 'typebox'
 
 export const ErrorCodes = {
   validation_failed: { status: 400, title: 'Validation failed' },
+  code_invalid: { status: 400, title: 'Code invalid' },
   unauthorized: { status: 401, title: 'Unauthorized' },
   invalid_credentials: { status: 401, title: 'Invalid credentials' },
   wechat_code_invalid: { status: 401, title: 'WeChat code invalid' },

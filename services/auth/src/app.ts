@@ -11,6 +11,7 @@ import { profileRoutes } from './routes/profile.ts'
 import { internalRoutes } from './routes/internal.ts'
 import { sessionRoutes } from './routes/sessions.ts'
 import { accountRoutes } from './routes/account.ts'
+import { emailRoutes } from './routes/email.ts'
 
 export interface BuildOptions { fastify?: FastifyServerOptions }
 
@@ -39,9 +40,10 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
   // Every email login does exactly one argon2 verification, known email or not; this counts them.
   const verifications = new Counter({ name: 'auth_password_verifications_total', help: 'argon2 password verifications (email logins, dummy hash included)', registers: [] })
   app.after(() => { app.metrics.registerMetric(verifications) })
-  app.register(authRoutes, { db: deps.db, redis: deps.redis, config, throttle, verifications })
+  app.register(authRoutes, { db: deps.db, redis: deps.redis, config, throttle, verifications, mailer: deps.mailer })
   app.register(sessionRoutes, { db: deps.db, config })
   app.register(accountRoutes, { db: deps.db, config, throttle, verifications })
+  app.register(emailRoutes, { db: deps.db, config, mailer: deps.mailer })
   app.register(profileRoutes, { db: deps.db, redis: deps.redis, config })
   app.register(internalRoutes, { db: deps.db })
   // The dummy hash is ready before the first login, so an unknown email never pays for making it.

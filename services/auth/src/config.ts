@@ -29,6 +29,11 @@ export const AuthConfigSchema = Type.Object({
   /** Login attempts per client IP (any emails) within the window before 429. */
   LOGIN_MAX_FAILURES_PER_IP: Type.Integer({ default: 100, minimum: 1 }),
   LOGIN_FAILURE_WINDOW_SECONDS: Type.Integer({ default: 900, minimum: 1 }),
+  /** SMTP server for code mails: smtp://user:pass@host:587 (STARTTLS when offered) or smtps://user:pass@host:465. Unset: a development mailbox, or 503 for the mail routes in production. */
+  MAIL_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
+  MAIL_FROM: Type.String({ default: 'chat-platform <no-reply@chat-platform.local>', minLength: 3 }),
+  /** Connection, greeting and socket timeouts of one SMTP delivery. */
+  MAIL_TIMEOUT_MS: Type.Integer({ default: 10_000, minimum: 100, maximum: 120_000 }),
   /** Proxy hops in front of auth whose X-Forwarded-For is trusted for the client IP (1: the gateway). */
   TRUST_PROXY_HOPS: Type.Integer({ default: 1, minimum: 0, maximum: 10 })
 })

@@ -8,6 +8,7 @@ import type { Logger } from 'pino'
 import type { AuthConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
 import { migrations } from './db/migrations/index.ts'
+import { createMailer, type Mailer } from './mail.ts'
 
 export interface AuthDeps {
   db: Kysely<Database>
@@ -16,6 +17,7 @@ export interface AuthDeps {
   relay: OutboxRelay
   /** Revoked access tokens, read back from AUTH_REVOCATIONS like every other verifier does. */
   revocations: RevocationFeed
+  mailer: Mailer
 }
 
 /** AUTH_REVOCATIONS keeps a record as long as a token it revokes can live (JWT_TTL), plus an hour of margin. */
@@ -33,12 +35,13 @@ export async function createDeps (config: AuthConfig, log: Logger): Promise<Auth
   const relay = new OutboxRelay({ db, databaseUrl: config.DATABASE_URL, schema: SCHEMA, js: jetstream(nc), log, pollMs: config.OUTBOX_POLL_MS, retentionDays: config.OUTBOX_RETENTION_DAYS })
   const revocations = new RevocationFeed({ nc, stream: ns.streams.AUTH_REVOCATIONS.name, log })
   revocations.start()
-  return { db, nc, redis, relay, revocations }
+  return { db, nc, redis, relay, revocations, mailer: createMailer(config, log) }
 }
 
 export async function closeDeps (deps: AuthDeps): Promise<void> {
   await deps.relay.stop()
   await deps.revocations.stop()
+  deps.mailer.close()
   await deps.nc.drain().catch(() => {})
   deps.redis.disconnect()
   await deps.db.destroy()

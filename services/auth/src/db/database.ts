@@ -19,6 +19,8 @@ export interface UsersTable {
   avatar_url: string | null
   /** 'admin' only through `pnpm ops admin:grant`; nothing a user sends can set it. */
   role: ColumnType<UserRole, UserRole | undefined, UserRole>
+  /** When the owner proved the address with a code (verification or password reset); null until then. */
+  email_verified_at: ColumnType<Date | null, Date | null | undefined, Date | null>
   created_at: CreatedAt
   updated_at: UpdatedAt
 }
@@ -58,10 +60,30 @@ export interface RefreshTokensTable {
   rotated_at: Date | null
 }
 
+export type EmailCodePurpose = 'password_reset' | 'email_verification'
+
+export interface EmailCodesTable {
+  user_id: number
+  purpose: EmailCodePurpose
+  /** sha-256 of user id, purpose and the 6 digits: the code itself is never stored. */
+  code_hash: Buffer
+  expires_at: Date
+  attempts: ColumnType<number, number | undefined, number>
+  created_at: CreatedAt
+}
+
+export interface EmailCodeSendsTable {
+  id: ColumnType<number, never, never>
+  email: string
+  sent_at: ColumnType<Date, never, never>
+}
+
 export interface Database {
   outbox: OutboxTable
   users: UsersTable
   wechat_identities: WechatIdentitiesTable
   refresh_families: RefreshFamiliesTable
   refresh_tokens: RefreshTokensTable
+  email_codes: EmailCodesTable
+  email_code_sends: EmailCodeSendsTable
 }

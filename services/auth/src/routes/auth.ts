@@ -14,6 +14,8 @@ import { issueTokenPair } from '../access-token.ts'
 import { readTokens } from '../balances.ts'
 import { code2Session } from '../wechat.ts'
 import type { LoginThrottle } from '../login-throttle.ts'
+import type { Mailer } from '../mail.ts'
+import { sendVerificationInBackground } from './email.ts'
 import { problems, RegisterBodySchema, trimFields } from './schemas.ts'
 
 export interface AuthRoutesOptions {
@@ -23,6 +25,7 @@ export interface AuthRoutesOptions {
   throttle: LoginThrottle
   /** Counts argon2 verifications (auth_password_verifications_total). */
   verifications: Counter
+  mailer: Mailer
 }
 
 export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOptions) {
@@ -43,6 +46,8 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
     const passwordHash = await hashPassword(password)
     const user = await registerWithEmail(db, { email, passwordHash, nickname }, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
     request.log.info({ user_id: user.id, via: 'email' }, 'user registered')
+    // The address is verified with a code sent now (best effort: registration never waits for or fails on mail).
+    sendVerificationInBackground(db, opts.mailer, { id: user.id, email }, request.log)
     return { message: '注册成功', user_id: user.id }
   })
 

@@ -4,11 +4,13 @@ import { addOutboxLeaseMigration, createOutboxMigration } from '@chat-platform/p
 import { createUsersMigration } from './0002-users.ts'
 import { addUserRoleMigration } from './0004-user-role.ts'
 import { createSessionsMigration } from './0005-sessions.ts'
+import { createEmailCodesMigration } from './0006-email-codes.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
   '0002_users': createUsersMigration,
   '0003_outbox_lease': addOutboxLeaseMigration,
   '0004_user_role': addUserRoleMigration,
-  '0005_sessions': createSessionsMigration
+  '0005_sessions': createSessionsMigration,
+  '0006_email_codes': createEmailCodesMigration
 }
