@@ -58,14 +58,27 @@ export interface OutboxEvent { event_id?: string, occurred_at?: string, [k: stri
  */
 export async function writeOutbox<E extends OutboxEvent> (trx: Transaction<any> | Kysely<any>, schema: string, subject: string, event: E, requestId?: string): Promise<E & { event_id: string, occurred_at: string }> {
   const full = { ...event, event_id: event.event_id ?? randomUUID(), occurred_at: event.occurred_at ?? new Date().toISOString() }
-  await trx.insertInto('outbox').values({
-    id: full.event_id,
-    subject,
-    payload: JSON.stringify(full),
-    request_id: requestId ?? null
-  }).execute()
-  await sql`select pg_notify(${outboxChannel(schema)}, '')`.execute(trx)
+  await trx.insertInto('outbox').values(outboxRow(subject, full, requestId)).execute()
+  await notifyOutbox(schema).execute(trx)
   return full
+}
+
+/** The outbox row of an event: the one definition of what is written (writeOutbox, and insertOutboxFrom inside a statement). */
+export function outboxRow (subject: string, event: { event_id: string }, requestId?: string): { id: string, subject: string, payload: string, request_id: string | null } {
+  return { id: event.event_id, subject, payload: JSON.stringify(event), request_id: requestId ?? null }
+}
+
+/** The relay's wake-up, as a query (a NOTIFY is delivered only if its transaction commits). */
+export const notifyOutbox = (schema: string) => sql<{ pg_notify: string }>`select pg_notify(${outboxChannel(schema)}, '')`
+
+/**
+ * For a data-modifying CTE: inserts the event's outbox row once per row of `source`, another CTE of the same
+ * statement (so the event is written only when that one wrote something; one round trip for the whole change).
+ * Pair it with `notifyOutbox` in the same statement.
+ */
+export function insertOutboxFrom (source: string, subject: string, event: { event_id: string }, requestId?: string) {
+  const row = outboxRow(subject, event, requestId)
+  return sql`insert into outbox (id, subject, payload, request_id) select ${row.id}, ${row.subject}, ${row.payload}, ${row.request_id} from ${sql.id(source)}`
 }
 
 export interface RelayOptions {

@@ -1,7 +1,7 @@
 // The queries of one exchange that span tables: the session with its recent turns, and the recorded reply.
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { UsageRecorded } from '@chat-platform/contracts'
-import { outboxChannel } from '@chat-platform/platform'
+import { insertOutboxFrom, notifyOutbox } from '@chat-platform/platform'
 import { SCHEMA, type Database, type MessageRow, type NewMessage, type SessionRow } from '../database.ts'
 
 type Db = Kysely<Database> | Transaction<Database>
@@ -65,9 +65,7 @@ export interface Idempotency { key: string, request_hash: string }
 // The CTEs every charge shares, after a `used` CTE that returns a row only if this exchange's usage row was
 // inserted now: the event into the outbox, and the user's recorded total (what admission counts) bumped.
 const charged = (event: UsageRecorded, subject: string, requestId?: string) => sql`
-    queued as (
-      insert into outbox (id, subject, payload, request_id) select ${event.event_id}, ${subject}, ${JSON.stringify(event)}, ${requestId ?? null} from used
-    ),
+    queued as (${insertOutboxFrom('used', subject, event, requestId)}),
     counted as (
       insert into user_charges (user_id, recorded) select ${event.user_id}, ${event.estimated_amount ?? 0}::bigint from used
       on conflict (user_id) do update set recorded = user_charges.recorded + excluded.recorded
@@ -106,7 +104,7 @@ export async function recordReply (db: Db, r: RecordedReply): Promise<{ fresh: b
       where id = ${r.userMessageId} and exists (select 1 from alive)
     ),
     ${charged(event, r.subject, r.requestId)}
-    select exists (select 1 from used) as fresh, m.* from (select pg_notify(${outboxChannel(SCHEMA)}, '')) as woken
+    select exists (select 1 from used) as fresh, m.* from (${notifyOutbox(SCHEMA)}) as woken
     left join (select * from reply union all select * from messages where id = ${reply.id} and not exists (select 1 from used)) m on true`.execute(db)
   const row = rows[0]
   return { fresh: row.fresh, reply: row.id !== null ? stripFresh(row as MessageRow & { fresh: boolean }) : undefined }
@@ -157,7 +155,7 @@ export async function settleStaleExchange (db: Kysely<Database>, staleMs: number
         where id = ${exchange.id}
       ),
       ${charged(event, subject)}
-      select exists (select 1 from used) as charged from (select pg_notify(${outboxChannel(SCHEMA)}, '')) as woken`.execute(trx)
+      select exists (select 1 from used) as charged from (${notifyOutbox(SCHEMA)}) as woken`.execute(trx)
     return { exchange, charged: done[0].charged }
   })
 }

@@ -1,0 +1,367 @@
+// Sending a message, as one use case: admit (session, Idempotency-Key, in-flight slot, balance) → call the model → record the reply and its charge.
+import { createHash } from 'node:crypto'
+import type { FastifyBaseLogger as Logger } from 'fastify'
+import { balanceCacheKey, namespaced, Subjects, type ChatMessage, type UsageRecorded, type UsageSource } from '@chat-platform/contracts'
+import { notFound, problem, ProblemError } from '@chat-platform/platform'
+import type { ChatConfig } from './config.ts'
+import type { ChatDeps } from './deps.ts'
+import type { MessageRow } from './db/database.ts'
+import { toMessage, updateMessage } from './db/repositories/messages.ts'
+import { findSessionWithContext, insertUserMessage, readCharges, recordReply, renewLease, type ContextMessage, type RecordedReply } from './db/repositories/exchanges.ts'
+import { claimIdempotencyKey, completeIdempotencyKey, deleteExpiredIdempotencyKeys, releaseIdempotencyKey, touchIdempotencyKey } from './db/repositories/idempotency-keys.ts'
+import { admissionBalance, readBalanceCopy, type OwnCharges } from './balance.ts'
+import { InflightLimiter, type InflightSlot } from './inflight.ts'
+import { RecordRetries, sweepStaleExchanges } from './pending-exchanges.ts'
+import { buildPrompt } from './prompt.ts'
+import { buildUsageEvent } from './usage-event.ts'
+import type { LlmOutcome } from './llm/client.ts'
+
+export interface SendInput {
+  userId: number
+  sessionId: number
+  content: string
+  idempotencyKey?: string
+  log: Logger
+  requestId: string
+}
+
+/** Streaming: deltas as the model writes; `signal` (the client left) aborts the upstream call. */
+export interface StreamSink { onDelta: (text: string) => void, signal: AbortSignal }
+
+/**
+ * What admission decided: the stored reply of an earlier request with the same Idempotency-Key, or the
+ * exchange to run (once). `exchange` returns the stored reply, or throws: a ProblemError (after a partial
+ * reply was stored and charged, when the stream broke), or ClientClosedError (the streaming client left
+ * before the model wrote anything: nothing charged, nobody to tell).
+ */
+export type Admission =
+  | { replay: ChatMessage, exchange?: undefined }
+  | { replay?: undefined, exchange: (stream?: StreamSink) => Promise<ChatMessage> }
+
+export class ClientClosedError extends Error {
+  constructor () { super('the client left before the model wrote anything') }
+}
+
+interface Usage { prompt_tokens: number, completion_tokens: number, usage_source: UsageSource }
+
+/** The request an Idempotency-Key names: its session and content (`role` and `Accept` are not part of it). */
+export const requestHash = (sessionId: number, content: string) => createHash('sha256').update(JSON.stringify([sessionId, content])).digest('hex')
+
+export class SendMessage {
+  private readonly deps: ChatDeps
+  private readonly config: ChatConfig
+  private readonly limiter: InflightLimiter
+  private readonly retries: RecordRetries
+  private readonly subject: string
+  private timers: NodeJS.Timeout[] = []
+  private sweeping: Promise<unknown> = Promise.resolve()
+
+  constructor (deps: ChatDeps, config: ChatConfig, log: Logger) {
+    this.deps = deps
+    this.config = config
+    this.limiter = new InflightLimiter(deps.redis, { max: config.CHAT_MAX_INFLIGHT, ttlMs: config.CHAT_INFLIGHT_TTL_MS, log })
+    this.retries = new RecordRetries({ retryMs: config.CHAT_RECORD_RETRY_MS, metrics: deps.metrics })
+    this.subject = namespaced(config.EVENTS_NAMESPACE).subject(Subjects.usageRecorded)
+  }
+
+  /** The sweepers: expired idempotency keys hourly, exchanges left pending by a dead process every CHAT_PENDING_SWEEP_MS. */
+  start (log: Logger): void {
+    const { db, metrics, llm } = this.deps
+    const { config } = this
+    const sweepKeys = () => deleteExpiredIdempotencyKeys(db, config.CHAT_IDEMPOTENCY_TTL_HOURS).catch((err) => log.warn({ err: err.message }, 'idempotency key sweep failed'))
+    const sweepOpts = { staleMs: config.CHAT_PENDING_STALE_MS, prices: config.MODEL_PRICES, defaultModel: config.CHAT_MODEL, eventsNamespace: config.EVENTS_NAMESPACE, log, metrics, simulated: llm.simulated }
+    const sweepPending = () => {
+      this.sweeping = sweepStaleExchanges(db, sweepOpts).catch((err) => log.warn({ err: err.message }, 'pending exchange sweep failed'))
+    }
+    sweepPending()
+    this.timers = [setInterval(sweepKeys, 3600_000), setInterval(sweepPending, config.CHAT_PENDING_SWEEP_MS)]
+    for (const timer of this.timers) timer.unref()
+  }
+
+  /** Stops the sweepers and the background retries (what is still pending then is the next sweeper's). */
+  async close (): Promise<void> {
+    for (const timer of this.timers) clearInterval(timer)
+    await this.sweeping
+    await this.retries.close()
+  }
+
+  /**
+   * Admission, in the order the errors are documented: 404 not the caller's session, 409 the key is used by
+   * another request or still running, 402 the balance admission counts is used up, 429 no in-flight slot,
+   * 503 the balance cannot be read. Without a key the checks run side by side: the session with its recent
+   * turns (one query), and the in-flight slot with billing's balance copy (one Redis script) followed by
+   * chat's own charges (one query). With a key the claim comes first, so a replay needs neither balance nor
+   * slot. A slot taken for a refused request is given back at once; so is a claimed key.
+   */
+  async admit (input: SendInput): Promise<Admission> {
+    const { db } = this.deps
+    const { userId, sessionId, content, idempotencyKey: key } = input
+    const hash = key ? requestHash(sessionId, content) : undefined
+    const found = findSessionWithContext(db, sessionId, userId, this.config.CHAT_HISTORY_MAX_MESSAGES)
+    const taken = key ? undefined : this.acquire(userId)
+    let slot: InflightSlot | null = null
+    let history: ContextMessage[]
+    try {
+      const [session, acquired] = await Promise.all([found, taken])
+      slot = acquired?.slot ?? null
+      if (!session) throw notFound('session')
+      history = session.history
+      if (key) {
+        const claim = await claimIdempotencyKey(db, { user_id: userId, key, request_hash: hash!, ttlHours: this.config.CHAT_IDEMPOTENCY_TTL_HOURS, staleMs: this.config.CHAT_INFLIGHT_TTL_MS })
+        if (claim.kind === 'mismatch') throw problem('idempotency_conflict', 'This Idempotency-Key was already used with a different request.')
+        if (claim.kind === 'gone') throw notFound('session')
+        if (claim.kind === 'in_progress') throw problem('idempotency_conflict', 'A request with this Idempotency-Key is still in progress; retry when it has finished.', { headers: { 'retry-after': '1' } })
+        if (claim.kind === 'replay') {
+          input.log.info('idempotent replay')
+          return { replay: claim.response as ChatMessage }
+        }
+        try {
+          const got = await this.acquire(userId)
+          slot = got.slot
+          slot = await this.admitOn(userId, got, input)
+        } catch (err) {
+          await releaseIdempotencyKey(db, userId, key)
+          throw err
+        }
+      } else {
+        slot = await this.admitOn(userId, acquired!, input)
+      }
+    } catch (err) {
+      // Both ran: wait for the other one too, and give back a slot however far the checks got.
+      const [, got] = await Promise.allSettled([found, taken])
+      const held = slot ?? (got.status === 'fulfilled' ? got.value?.slot : null)
+      if (held) await held.release()
+      throw err
+    }
+    const held = slot
+    let ran = false
+    return {
+      exchange: async (stream) => {
+        if (ran) throw new Error('an admitted exchange runs once')
+        ran = true
+        return await this.hold(held, key ? () => touchIdempotencyKey(db, userId, key) : undefined, () =>
+          this.exchange({ ...input, requestHash: hash, history }, stream))
+      }
+    }
+  }
+
+  /**
+   * The in-flight slot with billing's copy of the balance (one Redis script), then chat's own charges. The
+   * charges are read after the slot is held: an exchange they do not count either still holds a slot or
+   * committed after this read began, so at most CHAT_MAX_INFLIGHT exchanges are admitted past zero.
+   */
+  private async acquire (userId: number): Promise<{ slot: InflightSlot | null, cached?: string | null, charges?: OwnCharges }> {
+    const { slot, value } = await this.limiter.acquireAndRead(userId, balanceCacheKey(userId))
+    if (!slot) return { slot, cached: value }
+    try {
+      return { slot, cached: value, charges: await readCharges(this.deps.db, userId) }
+    } catch (err) {
+      await slot.release()
+      throw err
+    }
+  }
+
+  /** 402 when the balance admission counts is used up, 429 when no slot was free; else the slot. */
+  private async admitOn (userId: number, got: Awaited<ReturnType<SendMessage['acquire']>>, input: SendInput): Promise<InflightSlot> {
+    const copy = await readBalanceCopy({ redis: this.deps.redis, billingUrl: this.config.BILLING_URL, log: input.log, requestId: input.requestId }, userId, got.cached)
+    if (!got.slot || !got.charges) {
+      if (copy.balance <= 0) throw usedUp()
+      throw problem('rate_limited', `At most ${this.config.CHAT_MAX_INFLIGHT} messages can be in progress at once; wait for a reply.`, { headers: { 'retry-after': '1' } })
+    }
+    if (admissionBalance(copy, got.charges, this.config.MODEL_PRICES, this.config.CHAT_MODEL) <= 0) throw usedUp()
+    return got.slot
+  }
+
+  /**
+   * Runs `fn` holding the slot (and the key's claim) renewed. A reply generated but not yet recorded keeps
+   * its slot until the charge lands: admission must count it. If recording gives up, the slot is left to
+   * expire, by when the exchange's lease has too (and admission counts it as stale pending).
+   */
+  private async hold<T> (slot: InflightSlot, touch: (() => Promise<void>) | undefined, fn: () => Promise<T>): Promise<T> {
+    const renewer = setInterval(() => {
+      slot.renew().catch(() => {})
+      touch?.().catch(() => {})
+    }, Math.max(1000, Math.floor(this.config.CHAT_INFLIGHT_TTL_MS / 3)))
+    renewer.unref()
+    let landed: Promise<boolean> | undefined
+    try {
+      return await fn()
+    } catch (err) {
+      if (!(err instanceof RecordPendingError)) throw err
+      landed = err.landed
+      throw err.problem
+    } finally {
+      if (!landed) {
+        clearInterval(renewer)
+        await slot.release()
+      } else {
+        landed.then(async (ok) => {
+          clearInterval(renewer)
+          if (ok) await slot.release()
+          else setTimeout(() => { slot.release().catch(() => {}) }, this.config.CHAT_INFLIGHT_TTL_MS).unref()
+        }).catch(() => {})
+      }
+    }
+  }
+
+  /**
+   * One exchange: the user's message is stored (pending, leased) while the model is already asked, then the
+   * reply, its usage, the usage event and the user's charge are recorded in one statement (or, when nothing
+   * was generated, the message is marked failed and nothing is charged). A record that fails after output is
+   * retried until it lands, never dropped.
+   */
+  private async exchange (input: SendInput & { requestHash?: string, history: ContextMessage[] }, stream?: StreamSink): Promise<ChatMessage> {
+    const { db, llm, tokenizer } = this.deps
+    const { config } = this
+    const { log } = input
+    const prompt = buildPrompt({ systemPrompt: config.CHAT_SYSTEM_PROMPT, historyNewestFirst: input.history, content: input.content, budget: config.CHAT_CONTEXT_TOKENS, tokenizer })
+    log.debug({ history_used: prompt.historyUsed, prompt_tokens: prompt.tokens }, 'prompt built')
+    // The call is started first (its request leaves before the insert's), then the user's message is stored,
+    // so its commit is not on the first byte's path; if it cannot be stored, the call is stopped and nothing
+    // is charged. A JSON caller that hangs up does not stop the exchange (the reply is stored and listed later).
+    const notStored = new AbortController()
+    const call = stream
+      ? llm.stream(prompt.messages, stream.onDelta, AbortSignal.any([stream.signal, notStored.signal]))
+      : llm.complete(prompt.messages, notStored.signal)
+    const stored = insertUserMessage(db, {
+      session_id: input.sessionId,
+      user_id: input.userId,
+      role: 'user',
+      content: input.content,
+      content_tokens: prompt.contentTokens,
+      status: 'pending',
+      error_code: null,
+      exchange_model: llm.model,
+      exchange_prompt_tokens: prompt.tokens,
+      lease_ms: config.CHAT_INFLIGHT_TTL_MS
+    })
+    stored.catch(() => notStored.abort())
+    // The lease tells the sweeper this exchange's process is alive, however long the model takes.
+    const lease = setInterval(() => {
+      stored.then((m) => renewLease(db, m.id, config.CHAT_INFLIGHT_TTL_MS)).catch(() => {})
+    }, Math.max(1000, Math.floor(config.CHAT_INFLIGHT_TTL_MS / 3)))
+    lease.unref()
+    try {
+      let outcome: LlmOutcome | undefined
+      let callError: unknown
+      try {
+        outcome = await call
+      } catch (err) {
+        callError = err
+      }
+      let userMessage: MessageRow & { reply_id: number }
+      try {
+        userMessage = await stored
+      } catch (err) {
+        log.error({ err: (err as Error).message }, 'the user message could not be stored; the model call was stopped, nothing is charged')
+        if (input.idempotencyKey) await releaseIdempotencyKey(db, input.userId, input.idempotencyKey).catch(() => {})
+        throw err
+      }
+      if (!outcome) {
+        await this.fail(input, userMessage, 'internal_error')
+        throw callError
+      }
+      return await this.record(input, prompt.tokens, userMessage, outcome)
+    } finally {
+      clearInterval(lease)
+    }
+  }
+
+  /** Records what the model answered, or marks the exchange failed when it generated nothing. */
+  private async record (input: SendInput & { requestHash?: string }, promptTokens: number, userMessage: MessageRow & { reply_id: number }, outcome: LlmOutcome): Promise<ChatMessage> {
+    const { log } = input
+    if (!outcome.finished && outcome.content === '') {
+      const code = outcome.error?.code ?? 'client_closed'
+      log.warn({ code, cause: (outcome.error?.cause as Error | undefined)?.message }, 'exchange failed with no output; nothing charged')
+      await this.fail(input, userMessage, code)
+      throw outcome.error ?? new ClientClosedError()
+    }
+    const { llm, tokenizer } = this.deps
+    const usage: Usage = outcome.usage
+      ? { ...outcome.usage, usage_source: 'provider' }
+      : { prompt_tokens: promptTokens, completion_tokens: tokenizer.count(outcome.content), usage_source: 'estimated' }
+    // The reply's id was reserved with the user message; if the session was deleted meanwhile it names no stored message.
+    const event = buildUsageEvent({ user_id: input.userId, session_id: input.sessionId, message_id: userMessage.reply_id, model: llm.model, ...usage, simulated: llm.simulated }, this.config.MODEL_PRICES)
+    let message: ChatMessage | undefined
+    try {
+      message = await this.writeRecord(input, userMessage, outcome, event)
+    } catch (err) {
+      // The model answered (the client may have the text) but the record could not be written: keep trying until
+      // it lands. The reserved reply id makes a second write of the same exchange a no-op, so a COMMIT whose
+      // answer was lost is not charged twice; if this process dies first, the sweeper settles the exchange.
+      log.error({ err, user_id: input.userId, session_id: input.sessionId, ...usage }, 'LLM usage could not be recorded; retrying in the background')
+      const landed = this.retries.retry('record reply', async () => { await this.writeRecord(input, userMessage, outcome, event) }, log)
+      throw new RecordPendingError(new ProblemError('service_unavailable', 'The reply could not be saved yet; it will appear in the session, and be charged, once storage is back.', { cause: err }), landed)
+    }
+    if (outcome.error || outcome.clientAborted) log.warn({ code: outcome.error?.code ?? 'client_closed', completion_tokens: usage.completion_tokens, usage_source: usage.usage_source }, 'partial reply stored and charged')
+    if (outcome.error) throw outcome.error
+    if (!message) throw notFound('session')
+    return message
+  }
+
+  /**
+   * The reply, its usage and charge in one statement; with an Idempotency-Key the key's answer is stored in the
+   * same transaction, so a retry can never be charged twice. Undefined when the session was deleted meanwhile
+   * (the usage is charged all the same).
+   */
+  private async writeRecord (input: SendInput & { requestHash?: string }, userMessage: MessageRow & { reply_id: number }, outcome: LlmOutcome, event: UsageRecorded): Promise<ChatMessage | undefined> {
+    const key = input.idempotencyKey
+    const record: RecordedReply = {
+      userMessageId: userMessage.id,
+      promptTokens: event.prompt_tokens,
+      reply: {
+        id: userMessage.reply_id,
+        session_id: input.sessionId,
+        user_id: input.userId,
+        content: outcome.content,
+        tokens: event.completion_tokens,
+        content_tokens: event.usage_source === 'estimated' ? event.completion_tokens : this.deps.tokenizer.count(outcome.content),
+        status: outcome.finished ? 'ok' : 'partial',
+        error_code: outcome.finished ? null : outcome.error?.code ?? 'client_closed'
+      },
+      event,
+      subject: this.subject,
+      requestId: input.requestId,
+      idempotency: key && input.requestHash ? { key, request_hash: input.requestHash } : undefined
+    }
+    if (!key) {
+      const { reply } = await recordReply(this.deps.db, record)
+      return reply ? toMessage(reply) : undefined
+    }
+    return await this.deps.db.transaction().execute(async (trx) => {
+      const { reply } = await recordReply(trx, record)
+      const message = reply ? toMessage(reply) : undefined
+      if (message) await completeIdempotencyKey(trx, input.userId, key, message)
+      else await releaseIdempotencyKey(trx, input.userId, key)
+      return message
+    })
+  }
+
+  /** Marks a pending exchange failed (nothing charged; the key is freed); while Postgres is away, retried in the background. */
+  private async fail (input: SendInput, userMessage: MessageRow, code: string): Promise<void> {
+    const { db } = this.deps
+    const write = async () => {
+      await updateMessage(db, userMessage.id, { status: 'failed', error_code: code, lease_until: null })
+      if (input.idempotencyKey) await releaseIdempotencyKey(db, input.userId, input.idempotencyKey)
+    }
+    try {
+      await write()
+    } catch (err) {
+      input.log.error({ err }, 'could not mark the failed exchange; retrying in the background')
+      this.retries.retry('mark failed', write, input.log).catch(() => {})
+    }
+  }
+}
+
+/** Thrown inside the use case when the reply is retried in the background: `problem` goes out, the slot waits for `landed`. */
+class RecordPendingError extends Error {
+  readonly problem: ProblemError
+  readonly landed: Promise<boolean>
+  constructor (problem: ProblemError, landed: Promise<boolean>) {
+    super(problem.message)
+    this.problem = problem
+    this.landed = landed
+  }
+}
+
+const usedUp = () => problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')
