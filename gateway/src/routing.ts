@@ -30,6 +30,7 @@ export const AUTHENTICATED_MOUNTS: ProxyMount[] = [
   { upstream: 'auth', prefix: '/api/auth', routes: ['/*'], methods: ALL },
   { upstream: 'auth', prefix: '/api/user/profile', routes: [''], methods: ALL },
   { upstream: 'auth', prefix: '/api/user/password', routes: [''], methods: ALL },
+  { upstream: 'auth', prefix: '/api/user/account', routes: [''], methods: ALL },
   { upstream: 'billing', prefix: '/api/user/balance', routes: [''], methods: ALL },
   { upstream: 'billing', prefix: '/api/billing', routes: ['/*'], methods: ALL },
   { upstream: 'chat', prefix: '/api/sessions', routes: ['', '/*'], methods: ALL }
@@ -53,6 +54,7 @@ const TEMPLATES: { method: string, template: string, re: RegExp }[] = [
   ['GET', '/api/user/profile'],
   ['PUT', '/api/user/profile'],
   ['PUT', '/api/user/password'],
+  ['DELETE', '/api/user/account'],
   ['GET', '/api/user/balance'],
   ['POST', '/api/sessions'],
   ['GET', '/api/sessions'],

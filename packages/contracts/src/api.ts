@@ -37,6 +37,8 @@ export const PasswordResetConfirmBodySchema = Type.Object({ email: Type.String({
 export const EmailVerifyBodySchema = Type.Object({ code: Code })
 /** GET /internal/dev-mailbox?to= (auth, only without MAIL_URL outside production): the mails "sent", newest first. */
 export const DevMailboxResponseSchema = Type.Array(Type.Object({ to: Type.String(), subject: Type.String(), text: Type.String(), sent_at: Type.String() }))
+/** DELETE /api/user/account: the password (an account without one, WeChat-only, needs a login within 10 minutes instead). */
+export const DeleteAccountBodySchema = Type.Object({ password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) })
 export const ChangePasswordBodySchema = Type.Object({ old_password: Type.String({ minLength: 1, maxLength: 1024 }), new_password: Password })
 /** PUT /api/user/password: the documented `{message}`, plus a fresh session for the caller (every other one ended). */
 export const ChangePasswordResponseSchema = Type.Object({

@@ -11,6 +11,7 @@ export const Streams = {
 export const Subjects = {
   userRegistered: 'auth.user.registered',
   tokenRevoked: 'auth.token.revoked',
+  userDeleted: 'auth.user.deleted',
   usageRecorded: 'chat.usage.recorded'
 } as const
 
@@ -25,6 +26,13 @@ export const UserRegisteredSchema = Type.Object({
   via: Type.Union([Type.Literal('email'), Type.Literal('wechat')])
 })
 export type UserRegistered = Static<typeof UserRegisteredSchema>
+
+/** An account was deleted: its personal data is gone from auth; chat deletes the user's sessions and messages. */
+export const UserDeletedSchema = Type.Object({
+  ...EventBase,
+  user_id: Type.Integer({ minimum: 1 })
+})
+export type UserDeleted = Static<typeof UserDeletedSchema>
 
 /**
  * Access tokens that stop working before their `exp`. Each field present revokes: `jti` one token, `sid` every

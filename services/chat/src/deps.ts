@@ -11,6 +11,7 @@ import { migrations } from './db/migrations/index.ts'
 import { LlmClient } from './llm/client.ts'
 import { createTokenizer, type Tokenizer } from './llm/tokenizer.ts'
 import { startSimulator, type Simulator } from './llm/simulator.ts'
+import { createUserDeletedConsumer } from './events/user-deleted.consumer.ts'
 import { createChatMetrics, type ChatMetrics } from './metrics.ts'
 
 export interface ChatDeps {
@@ -20,6 +21,8 @@ export interface ChatDeps {
   relay: OutboxRelay
   /** Revoked access tokens from auth's AUTH_REVOCATIONS (read from its start at boot). */
   revocations: RevocationFeed
+  /** Deletes a deleted user's sessions and messages (auth.user.deleted); started by server.ts. */
+  userDeleted: ReturnType<typeof createUserDeletedConsumer>
   llm: LlmClient
   tokenizer: Tokenizer
   /** Set when no OPENAI_API_KEY is configured: the offline LLM the service talks to instead. */
@@ -69,11 +72,13 @@ export async function createDeps (config: ChatConfig, log: Logger): Promise<Chat
   const tokenizer = await createTokenizer(config.CHAT_MODEL)
   const metrics = createChatMetrics({ db })
   const { llm, simulator } = await createLlm(config, log, metrics)
-  return { db, nc, redis, relay, revocations, llm, tokenizer, simulator, metrics }
+  const userDeleted = createUserDeletedConsumer({ nc, db, log, namespace: config.EVENTS_NAMESPACE })
+  return { db, nc, redis, relay, revocations, userDeleted, llm, tokenizer, simulator, metrics }
 }
 
 export async function closeDeps (deps: ChatDeps): Promise<void> {
   await deps.relay.stop()
+  await deps.userDeleted.stop()
   await deps.revocations.stop()
   await deps.nc.drain().catch(() => {})
   deps.redis.disconnect()

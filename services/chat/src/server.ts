@@ -12,5 +12,6 @@ await runMain('chat', async () => {
   const app = buildApp(deps, config)
   app.addHook('onClose', async () => { await closeDeps(deps) })
   await deps.relay.start()
+  await deps.userDeleted.start()
   await listenWithGrace(app, { port: config.PORT, host: config.HOST, graceMs: config.SHUTDOWN_GRACE_MS })
 })

@@ -67,3 +67,65 @@ t.test('validation, no token, and a WeChat-only account without a password', asy
   t.equal(noPassword.statusCode, 400)
   t.match(noPassword.json().detail, /no password/)
 })
+
+const del = (s: TestApp, token: string, body?: object) =>
+  s.app.inject({ method: 'DELETE', url: '/api/user/account', headers: bearer(token), payload: body })
+
+t.test('deleting an account: password required; personal data, sessions and codes gone; tokens dead; auth.user.deleted; the email reusable', async (t) => {
+  const s = await buildTestApp(t)
+  const u = await s.register()
+  await s.seedBalance(u.user_id, 3)
+  const pair = (await s.login(u.email, u.password)).json()
+  const other = (await s.login(u.email, u.password)).json()
+  t.equal((await verify(s, other.access_token)).statusCode, 200, 'cached before')
+
+  const missing = await del(s, pair.access_token)
+  t.equal(missing.statusCode, 400, 'no password')
+  const wrong = await del(s, pair.access_token, { password: 'not it at all' })
+  t.equal(wrong.statusCode, 401)
+  t.equal(wrong.json().code, 'invalid_credentials')
+  t.equal((await verify(s, pair.access_token)).statusCode, 200, 'nothing happened')
+
+  const res = await del(s, pair.access_token, { password: u.password })
+  t.equal(res.statusCode, 200, res.body)
+  t.type(res.json().message, 'string')
+  t.equal(await s.deps.db.selectFrom('users').select('id').where('id', '=', u.user_id).executeTakeFirst(), undefined, 'the user row is gone')
+  for (const table of ['refresh_families', 'email_codes'] as const) {
+    t.equal((await s.deps.db.selectFrom(table).select('user_id').where('user_id', '=', u.user_id).execute()).length, 0, `${table} of the user gone`)
+  }
+  t.equal((await s.deps.db.selectFrom('email_code_sends').select('id').where('email', '=', u.email).execute()).length, 0, 'the address is not kept either')
+  await waitFor(async () => (await verify(s, other.access_token)).statusCode === 401, { what: 'every token refused' })
+  t.equal((await verify(s, pair.access_token)).statusCode, 401)
+  t.equal((await s.app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refresh_token: other.refresh_token } })).statusCode, 401)
+  t.equal((await s.login(u.email, u.password)).statusCode, 401, 'the credentials are gone')
+
+  const events = await s.deps.db.selectFrom('outbox').select(['subject', 'payload']).where('subject', 'like', '%auth.user.deleted').execute()
+  t.equal(events.length, 1)
+  t.equal((events[0].payload as { user_id: number }).user_id, u.user_id)
+
+  const again = await s.app.inject({ method: 'POST', url: '/api/auth/register', payload: { email: u.email, password: 'a whole new account', nickname: 'Again' } })
+  t.equal(again.statusCode, 200, 'the address registers again')
+  t.not(again.json().user_id, u.user_id, 'as a new account')
+})
+
+t.test('a WeChat-only account (no password) is deleted only within 10 minutes of a login', async (t) => {
+  const { startFakeWechat, FAKE_APPID, FAKE_SECRET } = await import('../fake-wechat.ts')
+  const wx = await startFakeWechat(t)
+  const s = await buildTestApp(t, { WECHAT_APPID: FAKE_APPID, WECHAT_SECRET: FAKE_SECRET, WECHAT_API_BASE: wx.url })
+  const login = async () => (await s.app.inject({ method: 'POST', url: '/api/auth/wechat-login', payload: { code: wx.code({ openid: 'oDeleteMe', unionid: 'uDeleteMe' }) } })).json()
+  const first = await login()
+  const userId = Number(decodeJwt(first.access_token).payload.sub)
+  // The session started 11 minutes ago; a refresh gives a fresh token, but no fresh login.
+  await s.deps.db.updateTable('refresh_families').set({ created_at: new Date(Date.now() - 11 * 60_000) } as never).where('user_id', '=', userId).execute()
+  const refreshed = (await s.app.inject({ method: 'POST', url: '/api/auth/refresh', payload: { refresh_token: first.refresh_token } })).json()
+  const old = await del(s, refreshed.access_token)
+  t.equal(old.statusCode, 403, 'a refreshed token is not a recent login')
+  t.equal(old.json().code, 'forbidden')
+  const fresh = await login()
+  t.equal(Number(decodeJwt(fresh.access_token).payload.sub), userId, 'the same user logs in again')
+  const res = await s.app.inject({ method: 'DELETE', url: '/api/user/account', headers: { ...bearer(fresh.access_token), 'content-type': 'application/json' } })
+  t.equal(res.statusCode, 200, res.body)
+  t.equal((await s.deps.db.selectFrom('wechat_identities').select('id').where('user_id', '=', userId).execute()).length, 0, 'the WeChat identity is gone')
+  const next = await login()
+  t.not(Number(decodeJwt(next.access_token).payload.sub), userId, 'the same WeChat user comes back as a new account')
+})
