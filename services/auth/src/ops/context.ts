@@ -8,7 +8,11 @@ import { SCHEMA, type Database } from '../db/database.ts'
 const AuthOpsEnvSchema = Type.Object({
   DATABASE_URL: DatabaseEnv.DATABASE_URL,
   /** Where auth's schema is, when not under DATABASE_URL (ops run with billing's environment). */
-  AUTH_DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' }))
+  AUTH_DATABASE_URL: Type.Optional(Type.String({ pattern: '^postgres(ql)?://' })),
+  /** admin:revoke ends the user's sessions: its revocations go to auth's outbox under auth's subject names. */
+  EVENTS_NAMESPACE: Type.String({ default: '', pattern: '^[A-Za-z0-9_-]*$' }),
+  /** auth's JWT_TTL: how long a revocation must be remembered. */
+  JWT_TTL: Type.Integer({ default: 3600, minimum: 60 })
 })
 
 export interface AuthOpsContext {
@@ -16,6 +20,8 @@ export interface AuthOpsContext {
   out: (line: string) => void
   db: () => Kysely<Database>
   close: () => Promise<void>
+  eventsNamespace: string
+  jwtTtl: number
 }
 
 export function createAuthOpsContext (env: Record<string, string | undefined> = process.env, out: (line: string) => void = (l) => process.stdout.write(`${l}\n`)): AuthOpsContext {
@@ -27,6 +33,8 @@ export function createAuthOpsContext (env: Record<string, string | undefined> = 
     log,
     out,
     db: () => (db ??= createDb<Database>({ url: config.AUTH_DATABASE_URL ?? config.DATABASE_URL, schema: SCHEMA, poolMax: 1, applicationName: 'ops' })),
-    async close () { await db?.destroy() }
+    async close () { await db?.destroy() },
+    eventsNamespace: config.EVENTS_NAMESPACE,
+    jwtTtl: config.JWT_TTL
   }
 }

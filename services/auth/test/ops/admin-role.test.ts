@@ -2,7 +2,8 @@
 import t from 'tap'
 import { spawnSync } from 'node:child_process'
 import { typescriptArgs } from '@chat-platform/platform/testing'
-import { buildTestApp } from '../helper.ts'
+import { waitFor } from '@chat-platform/platform/testing'
+import { buildTestApp, bearer } from '../helper.ts'
 import { decodeJwt } from '../jwt.ts'
 import { createAuthOpsContext, runAuthOps, type AuthOpsContext } from '../../src/ops/index.ts'
 
@@ -20,7 +21,7 @@ const roleOf = async (s: Awaited<ReturnType<typeof buildTestApp>>, email: string
 t.test('grant then revoke: the next login\'s token follows the stored role', async (t) => {
   const s = await buildTestApp(t, { ADMIN_JWT_TTL: '900' })
   const boss = await s.register({ email: '  BOSS@Example.com ' })
-  const env = { DATABASE_URL: s.config.DATABASE_URL }
+  const env = { DATABASE_URL: s.config.DATABASE_URL, EVENTS_NAMESPACE: s.config.EVENTS_NAMESPACE }
   t.equal(await roleOf(s, 'boss@example.com', boss.password), undefined, 'registering the address gives nothing')
 
   const grant = opsContext(env)
@@ -34,9 +35,13 @@ t.test('grant then revoke: the next login\'s token follows the stored role', asy
   t.equal(await runOps(['admin:grant', 'boss@example.com'], again.make), 0)
   t.match(again.lines.join('\n'), /already an admin: nothing changed/)
 
+  await s.seedBalance(boss.user_id, 1)
+  const adminToken = await s.tokenFor('boss@example.com', boss.password)
+  t.equal((await s.app.inject({ url: '/api/auth/verify', headers: bearer(adminToken) })).statusCode, 200)
   const revoke = opsContext(env)
   t.equal(await runOps(['admin:revoke', 'boss@example.com'], revoke.make), 0)
   t.match(revoke.lines.join('\n'), /revoked admin from user/)
+  await waitFor(async () => (await s.app.inject({ url: '/api/auth/verify', headers: bearer(adminToken) })).statusCode === 401, { what: 'the admin token refused after admin:revoke' })
   t.equal(await roleOf(s, 'boss@example.com', boss.password), undefined, 'the next login carries no role')
 })
 
