@@ -6,7 +6,7 @@ import { request as httpRequest } from 'node:http'
 import pg from 'pg'
 import t from 'tap'
 import { signTestToken, testKeys, waitFor } from '@chat-platform/platform/testing'
-import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
+import { startSimulator } from '@chat-platform/llm-simulator'
 import { startSystem } from './support/system.ts'
 import { assertAuditPasses, assertExactBalance, assertNoLeak, assertProblem, createSession, listAll, registerUser, type User } from './support/client.ts'
 

@@ -2,7 +2,7 @@
 // journey (WeChat and email), streaming, and idempotent retries of recharge and send.
 import t from 'tap'
 import pg from 'pg'
-import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
+import { startSimulator } from '@chat-platform/llm-simulator'
 import { startSystem } from './support/system.ts'
 import { startFakeWechat } from './support/fake-wechat.ts'
 import {

@@ -5,7 +5,7 @@ import { spawn } from 'node:child_process'
 import { readFileSync } from 'node:fs'
 import { fileURLToPath } from 'node:url'
 import { freePort, waitFor, withoutCoverage } from '@chat-platform/platform/testing'
-import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
+import { startSimulator } from '@chat-platform/llm-simulator'
 import { startSystem, type ProcName } from './support/system.ts'
 import { SIGNUP_BONUS, assertExactBalance, assertProblem, createSession, recharge, sendStreaming, uniqueEmail, type User } from './support/client.ts'
 

@@ -1,7 +1,7 @@
 // Concurrency invariants: many users recharging, chatting (JSON and SSE) and deleting sessions at once for a
 // bounded time; afterwards the audit passes and each balance = bonus + recharges − priced usage, to the token.
 import t from 'tap'
-import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
+import { startSimulator } from '@chat-platform/llm-simulator'
 import { startSystem } from './support/system.ts'
 import { runTraffic } from './support/traffic.ts'
 import { assertAuditPasses, assertExactBalance, createSession, recharge, registerUser, type User } from './support/client.ts'

@@ -1,6 +1,6 @@
 // What every bench section gets: the running system, the fake LLM, the run profile, and where results go.
 import type { ChildProcess } from 'node:child_process'
-import type { Simulator } from '@chat-platform/chat/llm/simulator.ts'
+import type { Simulator } from '@chat-platform/llm-simulator'
 import type { System } from '@chat-platform/e2e/support/system.ts'
 import type { Profile } from './profile.ts'
 import type { Teardowns } from './teardown.ts'

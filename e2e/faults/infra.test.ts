@@ -3,7 +3,7 @@
 // passing and every balance exact to the token. E2E_QUICK=1 skips the slowest (billing kill, NATS stop).
 import t, { type Test } from 'tap'
 import { startPrivateNats, startPrivateRedis, TEST_PG_URL, waitFor } from '@chat-platform/platform/testing'
-import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
+import { startSimulator } from '@chat-platform/llm-simulator'
 import { startSystem } from '../support/system.ts'
 import { startTcpProxy } from '../support/tcp-proxy.ts'
 import { runTraffic, settleRecharges } from '../support/traffic.ts'

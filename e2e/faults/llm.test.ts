@@ -2,7 +2,7 @@
 // client hanging up mid-stream: the right problem (or SSE error event), and only generated output is charged.
 import t, { type Test } from 'tap'
 import { waitFor } from '@chat-platform/platform/testing'
-import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
+import { startSimulator } from '@chat-platform/llm-simulator'
 import { startSystem } from '../support/system.ts'
 import { startTcpProxy } from '../support/tcp-proxy.ts'
 import { assertAuditPasses, assertExactBalance, assertNoLeak, assertProblem, createSession, listAll, registerUser, sendStreaming, type SseReply, type User } from '../support/client.ts'

@@ -10,7 +10,7 @@ import { jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { Streams, Subjects } from '@chat-platform/contracts'
 import { connectNats } from '@chat-platform/platform'
 import { startPrivateNats, waitFor, withoutCoverage } from '@chat-platform/platform/testing'
-import { startSimulator } from '@chat-platform/chat/llm/simulator.ts'
+import { startSimulator } from '@chat-platform/llm-simulator'
 import { startSystem } from '../support/system.ts'
 import { assertAuditPasses, assertExactBalance, createSession, recharge, registerUser } from '../support/client.ts'
 

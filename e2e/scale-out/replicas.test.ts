@@ -13,7 +13,7 @@ import { signTestToken, waitFor, withoutCoverage } from '@chat-platform/platform
 import { migrations as authMigrations } from '@chat-platform/auth/db/migrations/index.ts'
 import { migrations as chatMigrations } from '@chat-platform/chat/db/migrations/index.ts'
 import { migrations as billingMigrations } from '@chat-platform/billing/db/migrations/index.ts'
-import { startSimulator, type Simulator } from '@chat-platform/chat/llm/simulator.ts'
+import { startSimulator, type Simulator } from '@chat-platform/llm-simulator'
 import { startSystem, type Proc, type System } from '../support/system.ts'
 
 // Eleven processes boot at once; on two busy cores that alone can take a minute or more.

@@ -15,7 +15,7 @@ export const ChatConfigSchema = Type.Object({
   ...ServiceUrlsEnv,
   ...InternalEnv,
   PORT: Port(3002),
-  /** Unset: the built-in offline simulator answers (see src/llm/simulator.ts). */
+  /** Unset: the built-in offline simulator answers (see packages/llm-simulator). */
   OPENAI_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
   OPENAI_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
   CHAT_MODEL: Type.String({ default: 'gpt-4o-mini', minLength: 1, maxLength: 200 }),

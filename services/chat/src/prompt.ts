@@ -1,5 +1,5 @@
 // Prompt building: the system prompt, as much recent history as fits the token budget, then the new message.
-import type { PromptMessage, Tokenizer } from './llm/tokenizer.ts'
+import type { PromptMessage, Tokenizer } from '@chat-platform/tokenizer'
 
 export interface BuiltPrompt {
   messages: PromptMessage[]

@@ -9,7 +9,7 @@ import { loadChatConfig, type ChatConfig } from '../src/config.ts'
 import { createDeps, closeDeps, type ChatDeps } from '../src/deps.ts'
 import { buildApp } from '../src/app.ts'
 import { migrations } from '../src/db/migrations/index.ts'
-import { startSimulator, type Simulator, type SimulatorKnobs } from '../src/llm/simulator.ts'
+import { startSimulator, type Simulator, type SimulatorKnobs } from '@chat-platform/llm-simulator'
 
 export interface InjectResponse { statusCode: number, headers: Record<string, string | string[] | number | undefined>, body: string, json: <T = any>() => T }
 

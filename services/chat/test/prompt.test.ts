@@ -1,7 +1,7 @@
 // Prompt building: system prompt and the new message always; history newest-first while it fits.
 import t from 'tap'
 import { buildPrompt } from '../src/prompt.ts'
-import { createTokenizer } from '../src/llm/tokenizer.ts'
+import { createTokenizer } from '@chat-platform/tokenizer'
 
 t.test('buildPrompt', async (t) => {
   const tokenizer = await createTokenizer('gpt-4o-mini')

@@ -2,7 +2,7 @@
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai'
 import { ProblemError } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
-import type { PromptMessage } from './tokenizer.ts'
+import type { PromptMessage } from '@chat-platform/tokenizer'
 import type { ChatMetrics, LlmCallOutcome } from '../metrics.ts'
 
 export interface LlmOptions {

@@ -3,7 +3,7 @@ import t from 'tap'
 import { Tiktoken } from 'js-tiktoken/lite'
 import o200k from 'js-tiktoken/ranks/o200k_base'
 import cl100k from 'js-tiktoken/ranks/cl100k_base'
-import { createTokenizer, encodingForModel } from '../../src/llm/tokenizer.ts'
+import { createTokenizer, encodingForModel } from '../src/tokenizer.ts'
 
 // The tokenizer as it was: js-tiktoken with special-token text as plain text, behind the same long-run guard.
 function referenceCount (enc: Tiktoken): (text: string) => number {

@@ -2,7 +2,7 @@
 // Chat uses it when no OPENAI_API_KEY is set; tests use it as the fake provider, steering it with knobs.
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { createTokenizer, type PromptMessage, type Tokenizer } from './tokenizer.ts'
+import { createTokenizer, type PromptMessage, type Tokenizer } from '@chat-platform/tokenizer'
 
 export const SIMULATED_PREFIX = '[simulated] '
 
