@@ -48,7 +48,8 @@ export const ChangePasswordResponseSchema = Type.Object({
   expires_in: Type.Integer({ minimum: 1 }),
   refresh_token: Type.String()
 })
-export const WechatLoginBodySchema = Type.Object({ code: Type.String({ minLength: 1, maxLength: 256 }) })
+/** `appid`: which configured WeChat app the code comes from (WECHAT_APPS); omitted: WECHAT_APPID, the mini-program. */
+export const WechatLoginBodySchema = Type.Object({ code: Type.String({ minLength: 1, maxLength: 256 }), appid: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) })
 export const EmailLoginBodySchema = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), password: Type.String({ minLength: 1, maxLength: 1024 }) })
 export const RegisterBodySchema = Type.Object({ email: Email, password: Password, nickname: Type.String({ minLength: 1, maxLength: 200 }) })
 export const RegisterResponseSchema = Type.Object({ message: Type.String(), user_id: Id })

@@ -20,6 +20,12 @@ export const AuthConfigSchema = Type.Object({
   ADMIN_JWT_TTL: Type.Integer({ default: 3600, minimum: 60, maximum: 86400 }),
   WECHAT_APPID: Type.Optional(Type.String({ minLength: 1 })),
   WECHAT_SECRET: Type.Optional(Type.String({ minLength: 1 })),
+  /**
+   * More apps of the same WeChat Open Platform account, JSON `[{appid, secret, kind}]` with kind `miniprogram`
+   * (jscode2session), `official_account` or `website` (both /sns/oauth2/access_token). A user is the same account
+   * in every app by unionid. WECHAT_APPID/WECHAT_SECRET, when set, is the default app (a mini-program).
+   */
+  WECHAT_APPS: Type.Optional(Type.String({ minLength: 2 })),
   WECHAT_API_BASE: Type.String({ default: 'https://api.weixin.qq.com', pattern: '^https?://' }),
   WECHAT_TIMEOUT_MS: Type.Integer({ default: 5_000, minimum: 100, maximum: 60_000 }),
   /** Login attempts per (email, client IP) within the window before 429: the tight limit on guessing one password. */
@@ -45,7 +51,34 @@ export function loadAuthConfig (env: Record<string, string | undefined> = proces
   if (env.ADMIN_EMAILS?.trim()) {
     throw new ConfigError(['ADMIN_EMAILS: no longer supported; grant the role with `pnpm ops admin:grant <email>` and unset it'])
   }
-  return loadConfig(AuthConfigSchema, env)
+  const config = loadConfig(AuthConfigSchema, env)
+  wechatApps(config)
+  return config
+}
+
+export type WechatAppKind = 'miniprogram' | 'official_account' | 'website'
+export interface WechatApp { appid: string, secret: string, kind: WechatAppKind }
+const KINDS = new Set<string>(['miniprogram', 'official_account', 'website'])
+
+/** Every configured WeChat app by appid, and the default one (WECHAT_APPID, else the first of WECHAT_APPS). */
+export function wechatApps (config: Pick<AuthConfig, 'WECHAT_APPID' | 'WECHAT_SECRET' | 'WECHAT_APPS'>): { apps: Map<string, WechatApp>, defaultAppid?: string } {
+  const apps = new Map<string, WechatApp>()
+  if (config.WECHAT_APPID && config.WECHAT_SECRET) apps.set(config.WECHAT_APPID, { appid: config.WECHAT_APPID, secret: config.WECHAT_SECRET, kind: 'miniprogram' })
+  if (config.WECHAT_APPS) {
+    let list: unknown
+    try { list = JSON.parse(config.WECHAT_APPS) } catch { throw new ConfigError(['WECHAT_APPS: not JSON (expected [{"appid","secret","kind"}])']) }
+    if (!Array.isArray(list)) throw new ConfigError(['WECHAT_APPS: expected a JSON array of {appid, secret, kind}'])
+    list.forEach((a: Record<string, unknown>, i) => {
+      const ok = a && typeof a === 'object' && typeof a.appid === 'string' && /^[A-Za-z0-9_-]{1,64}$/.test(a.appid) &&
+        typeof a.secret === 'string' && a.secret.length > 0 && typeof a.kind === 'string' && KINDS.has(a.kind)
+      if (!ok) throw new ConfigError([`WECHAT_APPS[${i}]: needs appid (letters, digits), secret and kind (miniprogram, official_account or website)`])
+      const app = { appid: a.appid as string, secret: a.secret as string, kind: a.kind as WechatAppKind }
+      const known = apps.get(app.appid)
+      if (known && (known.secret !== app.secret || known.kind !== app.kind)) throw new ConfigError([`WECHAT_APPS[${i}]: appid ${app.appid} is configured twice, differently`])
+      apps.set(app.appid, app)
+    })
+  }
+  return { apps, defaultAppid: config.WECHAT_APPID && config.WECHAT_SECRET ? config.WECHAT_APPID : apps.keys().next().value }
 }
 
 export const normalizeEmail = (email: string): string => email.trim().toLowerCase()

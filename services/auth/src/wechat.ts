@@ -1,7 +1,7 @@
-// WeChat mini-program login: jscode2session, with WeChat's answers mapped to our problem codes.
+// WeChat login: a mini-program's jscode2session, or an official account's / website's OAuth code, with WeChat's answers mapped to our problem codes.
 import { ProblemError } from '@chat-platform/platform'
 
-export interface WechatOptions { base: string, appid: string, secret: string, timeoutMs: number }
+export interface WechatOptions { base: string, appid: string, secret: string, timeoutMs: number, kind?: 'miniprogram' | 'official_account' | 'website' }
 export interface WechatSession { openid: string, unionid?: string }
 
 const INVALID_CODE = new Set([40029, 40163, 40226])
@@ -15,14 +15,16 @@ const unavailable = (why: string) => new ProblemError('service_unavailable', 'We
 const upstream = (why: string) => new ProblemError('upstream_error', 'WeChat answered with an unexpected error.', { cause: new Error(`jscode2session: ${why}`) })
 
 /**
- * Exchanges a `wx.login` code for the user's openid (and unionid). `session_key` is dropped here: nothing
- * in this service needs it, so it is never stored, returned or logged. Error causes never carry the URL,
- * whose query string holds the app secret.
+ * Exchanges a login code for the user's openid (and unionid): a mini-program's `wx.login` code through
+ * jscode2session, an official account's or a website's OAuth code through /sns/oauth2/access_token. The
+ * `session_key` or `access_token` in the answer is dropped here: nothing in this service needs it, so it is
+ * never stored, returned or logged. Error causes never carry the URL, whose query string holds the app secret.
  */
 export async function code2Session (opts: WechatOptions, code: string): Promise<WechatSession> {
+  const oauth = opts.kind === 'official_account' || opts.kind === 'website'
   // Appended, not resolved: a base with a path (a forward proxy, say) keeps it.
-  const url = new URL(`${opts.base.replace(/\/+$/, '')}/sns/jscode2session`)
-  url.search = new URLSearchParams({ appid: opts.appid, secret: opts.secret, js_code: code, grant_type: 'authorization_code' }).toString()
+  const url = new URL(`${opts.base.replace(/\/+$/, '')}${oauth ? '/sns/oauth2/access_token' : '/sns/jscode2session'}`)
+  url.search = new URLSearchParams({ appid: opts.appid, secret: opts.secret, [oauth ? 'code' : 'js_code']: code, grant_type: 'authorization_code' }).toString()
   let text: string
   let status: number
   try {

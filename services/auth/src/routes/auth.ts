@@ -4,8 +4,8 @@ import type { Counter } from 'prom-client'
 import type { Kysely } from 'kysely'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { EmailLoginBodySchema, RegisterResponseSchema, TokenResponseSchema, VerifyResponseSchema, WechatLoginBodySchema } from '@chat-platform/contracts'
-import { ProblemError, unauthorized, type Redis } from '@chat-platform/platform'
-import { normalizeEmail, type AuthConfig } from '../config.ts'
+import { ProblemError, unauthorized, validationFailed, type Redis } from '@chat-platform/platform'
+import { normalizeEmail, wechatApps, type AuthConfig } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { findUserByEmail, findUserById, setUserPasswordHash } from '../db/repositories/users.ts'
 import { registerWithEmail, findOrCreateWechatUser } from '../accounts.ts'
@@ -33,6 +33,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
   const { db, redis, config, throttle, verifications } = opts
   const lifetimes = { ttlSeconds: config.JWT_TTL, adminTtlSeconds: config.ADMIN_JWT_TTL }
   const countVerification = () => verifications.inc()
+  const wechat = wechatApps(config)
 
   app.post('/api/auth/register', {
     schema: {
@@ -85,11 +86,12 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
       response: { 200: TokenResponseSchema, ...problems(400, 401, 429, 502, 503) }
     }
   }, async (request) => {
-    if (!config.WECHAT_APPID || !config.WECHAT_SECRET) {
-      throw new ProblemError('service_unavailable', 'WeChat login is not configured on this server.')
-    }
-    const session = await code2Session({ base: config.WECHAT_API_BASE, appid: config.WECHAT_APPID, secret: config.WECHAT_SECRET, timeoutMs: config.WECHAT_TIMEOUT_MS }, request.body.code)
-    const { user, created } = await findOrCreateWechatUser(db, config.WECHAT_APPID, session, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
+    const appid = request.body.appid ?? wechat.defaultAppid
+    if (appid === undefined) throw new ProblemError('service_unavailable', 'WeChat login is not configured on this server.')
+    const wxApp = wechat.apps.get(appid)
+    if (!wxApp) throw validationFailed('/appid', 'is not a WeChat app configured on this server')
+    const session = await code2Session({ base: config.WECHAT_API_BASE, appid: wxApp.appid, secret: wxApp.secret, kind: wxApp.kind, timeoutMs: config.WECHAT_TIMEOUT_MS }, request.body.code)
+    const { user, created } = await findOrCreateWechatUser(db, wxApp.appid, session, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
     if (created) request.log.info({ user_id: user.id, via: 'wechat' }, 'user registered')
     return await issueTokenPair(app, db, user, lifetimes)
   })
