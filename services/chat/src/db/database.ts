@@ -57,6 +57,8 @@ export interface UsageTable {
   idempotency_key: ColumnType<string | null, string | null | undefined, never>
   /** With idempotency_key: the request it named (idempotency_keys.request_hash). */
   request_hash: ColumnType<string | null, string | null | undefined, never>
+  /** The offline simulator answered (the event's `simulated`), so a rebuilt event carries it too. */
+  simulated: ColumnType<boolean, boolean | undefined, never>
 }
 
 /** Per user: the sum of estimated_amount over every usage event chat recorded (admission subtracts what billing has not applied). */

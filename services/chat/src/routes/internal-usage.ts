@@ -64,7 +64,8 @@ export async function internalUsageRoutes (fastify: FastifyInstance, opts: { dep
           prompt_tokens: u.prompt_tokens,
           completion_tokens: u.completion_tokens,
           usage_source: u.usage_source,
-          ...(u.estimated_amount === null ? {} : { estimated_amount: u.estimated_amount })
+          ...(u.estimated_amount === null ? {} : { estimated_amount: u.estimated_amount }),
+          ...(u.simulated ? { simulated: true as const } : {})
         }
         await writeOutbox(trx, SCHEMA, subject, event, String(request.id))
         rebuilt++

@@ -48,3 +48,18 @@ t.test('/internal/usage counts exchanges left pending with an expired lease (wha
   const res = (await s.app.inject({ method: 'GET', url: `/internal/usage?since=${encodeURIComponent(new Date().toISOString())}` })).json()
   t.same(res.pending, { count: 1, oldest: dead.created_at.toISOString() }, 'the live exchange is not counted')
 })
+
+t.test('a rebuilt event of a simulated exchange still says it was simulated', async (t) => {
+  const s = await buildTestApp(t, {}, { builtInSimulator: true })
+  await s.seedBalance(3, 1000)
+  const session = await s.createSession(3)
+  t.equal((await s.send(3, session.id, 'simulate me')).statusCode, 200)
+  const row = await s.deps.db.selectFrom('usage').selectAll().executeTakeFirstOrThrow()
+  t.equal(row.simulated, true)
+  const before = await waitFor(() => s.deps.db.selectFrom('outbox').select('payload').where('id', '=', row.event_id).where('published_at', 'is not', null).executeTakeFirst(), { what: 'published' })
+  t.match(before!.payload, { simulated: true })
+  await s.deps.db.deleteFrom('outbox').where('id', '=', row.event_id).execute()
+  t.same((await s.app.inject({ method: 'POST', url: '/internal/usage/republish', payload: { event_ids: [row.event_id] } })).json(), { requeued: 1 })
+  const rebuilt = await s.deps.db.selectFrom('outbox').select('payload').where('id', '=', row.event_id).executeTakeFirstOrThrow()
+  t.same(rebuilt.payload, before!.payload, 'the same payload, simulated included')
+})

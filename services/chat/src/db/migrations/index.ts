@@ -4,11 +4,13 @@ import { addOutboxLeaseMigration, createOutboxMigration } from '@chat-platform/p
 import { createChatTablesMigration } from './0002-chat.ts'
 import { addChargesMigration } from './0004-charges.ts'
 import { addUsageIdempotencyMigration } from './0005-usage-idempotency.ts'
+import { addUsageSimulatedMigration } from './0006-usage-simulated.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
   '0002_chat': createChatTablesMigration,
   '0003_outbox_lease': addOutboxLeaseMigration,
   '0004_charges': addChargesMigration,
-  '0005_usage_idempotency': addUsageIdempotencyMigration
+  '0005_usage_idempotency': addUsageIdempotencyMigration,
+  '0006_usage_simulated': addUsageSimulatedMigration
 }

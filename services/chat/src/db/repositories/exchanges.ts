@@ -74,8 +74,8 @@ const charged = (event: UsageRecorded, subject: string, requestId?: string) => s
 // Any conflict charges nothing: the exchange's reserved reply id recorded before, or (with an Idempotency-Key,
 // kept on the row for good) another exchange of the same key already charged.
 const usageRow = (event: UsageRecorded, idempotency?: Idempotency) => sql`
-    insert into usage (event_id, user_id, session_id, message_id, model, prompt_tokens, completion_tokens, usage_source, occurred_at, estimated_amount, idempotency_key, request_hash)
-    values (${event.event_id}, ${event.user_id}, ${event.session_id}, ${event.message_id}, ${event.model}, ${event.prompt_tokens}, ${event.completion_tokens}, ${event.usage_source}, ${event.occurred_at}, ${event.estimated_amount ?? null}, ${idempotency?.key ?? null}, ${idempotency?.request_hash ?? null})
+    insert into usage (event_id, user_id, session_id, message_id, model, prompt_tokens, completion_tokens, usage_source, occurred_at, estimated_amount, idempotency_key, request_hash, simulated)
+    values (${event.event_id}, ${event.user_id}, ${event.session_id}, ${event.message_id}, ${event.model}, ${event.prompt_tokens}, ${event.completion_tokens}, ${event.usage_source}, ${event.occurred_at}, ${event.estimated_amount ?? null}, ${idempotency?.key ?? null}, ${idempotency?.request_hash ?? null}, ${event.simulated ?? false})
     on conflict do nothing
     returning event_id`
 
