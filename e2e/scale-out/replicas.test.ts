@@ -158,7 +158,7 @@ t.test('migrations race safely: three replicas of each service started at once o
   }
   for (const [i, p] of system.instances('billing').entries()) {
     const res = await fetch(`${p.url}/internal/balances/${600_101 + i}`, { headers: { [INTERNAL_TOKEN_HEADER]: system.env.INTERNAL_TOKEN } })
-    t.same({ status: res.status, body: await res.json() }, { status: 200, body: { user_id: 600_101 + i, balance: BONUS } }, `${label(p)} opens an account`)
+    t.same({ status: res.status, body: await res.json() }, { status: 200, body: { user_id: 600_101 + i, balance: BONUS, chat_applied: 0 } }, `${label(p)} opens an account`)
   }
 
   // From here on: two chat and two billing processes (the third ones drain and exit cleanly), one auth.
