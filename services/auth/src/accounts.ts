@@ -1,5 +1,5 @@
 // Account rules that are neither HTTP nor SQL: registration by email, find-or-create by WeChat identity.
-import type { Kysely } from 'kysely'
+import { sql, type Kysely } from 'kysely'
 import { ProblemError } from '@chat-platform/platform'
 import type { Database, User } from './db/database.ts'
 import { findUserById, insertUser } from './db/repositories/users.ts'
@@ -11,14 +11,30 @@ export const WECHAT_DEFAULT_NICKNAME = '微信用户'
 
 export interface Outbox { eventsNamespace: string, requestId?: string }
 
-/** Creates the user and its `auth.user.registered` event in one transaction; a taken email is 409. */
-export async function registerWithEmail (db: Kysely<Database>, input: { email: string, passwordHash: string, nickname: string }, outbox: Outbox): Promise<User> {
+/**
+ * Creates the user and, unless the event waits for the address to be verified (SIGNUP_BONUS_ON=verified_email),
+ * its `auth.user.registered` event, in one transaction; a taken email is 409.
+ */
+export async function registerWithEmail (db: Kysely<Database>, input: { email: string, passwordHash: string, nickname: string }, outbox: Outbox & { publishRegistered?: boolean }): Promise<User> {
   return await db.transaction().execute(async (trx) => {
     const user = await insertUser(trx, { email: input.email, password_hash: input.passwordHash, nickname: input.nickname })
     if (!user) throw new ProblemError('email_taken', 'An account with this email already exists.')
-    await writeUserRegistered(trx, outbox.eventsNamespace, { user_id: user.id, via: 'email' }, outbox.requestId)
+    if (outbox.publishRegistered !== false) await writeUserRegistered(trx, outbox.eventsNamespace, { user_id: user.id, via: 'email' }, outbox.requestId)
     return user
   })
+}
+
+/**
+ * Marks the user's address verified, in the caller's transaction. The first time, under
+ * SIGNUP_BONUS_ON=verified_email, this is when `auth.user.registered` is published (billing's bonus; billing
+ * grants it at most once per user, so an account registered before the setting changed gets no second one).
+ */
+export async function markEmailVerified (trx: Kysely<Database>, userId: number, signupBonusOn: 'register' | 'verified_email', outbox: Outbox): Promise<void> {
+  const r = await trx.updateTable('users').set({ email_verified_at: sql<Date>`now()` })
+    .where('id', '=', userId).where('email_verified_at', 'is', null).executeTakeFirst()
+  if (r.numUpdatedRows === 1n && signupBonusOn === 'verified_email') {
+    await writeUserRegistered(trx, outbox.eventsNamespace, { user_id: userId, via: 'email' }, outbox.requestId)
+  }
 }
 
 /**

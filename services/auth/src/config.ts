@@ -40,6 +40,12 @@ export const AuthConfigSchema = Type.Object({
   MAIL_FROM: Type.String({ default: 'chat-platform <no-reply@chat-platform.local>', minLength: 3 }),
   /** Connection, greeting and socket timeouts of one SMTP delivery. */
   MAIL_TIMEOUT_MS: Type.Integer({ default: 10_000, minimum: 100, maximum: 120_000 }),
+  /**
+   * When auth.user.registered (billing's signup bonus) is published for an email registration: at registration
+   * (`register`), or when the address is verified (`verified_email`; set billing's SIGNUP_BONUS_ON the same).
+   * WeChat registrations publish it at once either way (WeChat vouched for the identity; there is no address).
+   */
+  SIGNUP_BONUS_ON: Type.Union([Type.Literal('register'), Type.Literal('verified_email')], { default: 'register' }),
   /** Proxy hops in front of auth whose X-Forwarded-For is trusted for the client IP (1: the gateway). */
   TRUST_PROXY_HOPS: Type.Integer({ default: 1, minimum: 0, maximum: 10 })
 })

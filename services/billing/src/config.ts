@@ -13,6 +13,12 @@ export const BillingEnvSchema = Type.Object({
   ...InternalEnv,
   PORT: Port(3003),
   SIGNUP_BONUS: Type.Integer({ default: 1000, minimum: 0, maximum: 1_000_000_000 }),
+  /**
+   * When the signup bonus is granted: `register` (an account opens with it, whatever opens it first) or
+   * `verified_email` (only on auth.user.registered, which auth then publishes when the address is verified;
+   * an account opened earlier by a balance read or a charge starts at 0). Set the same value on auth.
+   */
+  SIGNUP_BONUS_ON: Type.Union([Type.Literal('register'), Type.Literal('verified_email')], { default: 'register' }),
   /** self | admin; unset means admin when NODE_ENV=production, self otherwise. */
   RECHARGE_POLICY: Type.Optional(Type.Union([Type.Literal('self'), Type.Literal('admin')])),
   /** JSON: {"<model>": {"input": <ratio>, "output": <ratio>}, "*": {...}}; unknown models cost 1 and 1. */

@@ -37,7 +37,7 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
   const nc = await connectNats({ url: config.NATS_URL, name: 'billing', log })
   const ns = namespaced(config.EVENTS_NAMESPACE)
   const redis = createRedis({ url: config.REDIS_URL, prefix: config.REDIS_PREFIX, log, name: 'billing' })
-  const rules: LedgerRules = { signupBonus: config.SIGNUP_BONUS, prices: config.MODEL_PRICES }
+  const rules: LedgerRules = { signupBonus: config.SIGNUP_BONUS, prices: config.MODEL_PRICES, bonusOn: config.SIGNUP_BONUS_ON }
   // Billing creates only its durable consumers: CHAT_USAGE is chat's stream, AUTH_EVENTS auth's (a consumer waits
   // for a stream its producer has not created yet).
   const common = {

@@ -13,7 +13,8 @@ type Db = Kysely<Database>
 export const SIGNUP_DESCRIPTION = '注册赠送'
 export const RECHARGE_DESCRIPTION = '充值'
 
-export interface LedgerRules { signupBonus: number, prices: ModelPrices }
+/** `bonusOn` (SIGNUP_BONUS_ON): `register` (default) grants the bonus when an account opens, `verified_email` only on auth.user.registered. */
+export interface LedgerRules { signupBonus: number, prices: ModelPrices, bonusOn?: 'register' | 'verified_email' }
 export type Entry = Omit<NewLedgerRow, 'balance_after'>
 /** What one commit left in each account it changed: what the Redis copy holds (plus its ordering version). */
 export type Balances = Map<number, { balance: number, chat_applied: number, version: number }>
@@ -28,10 +29,8 @@ export async function postEntries (trx: Db, entries: Entry[], rules: LedgerRules
   const users = [...new Set([...open, ...entries.map((e) => e.user_id), ...applied.keys()])].sort((a, b) => a - b)
   const opened = await insertMissingAccounts(trx, users)
   const rows: Entry[] = []
-  if (rules.signupBonus > 0) {
-    for (const userId of opened.sort((a, b) => a - b)) {
-      rows.push({ user_id: userId, change_amount: rules.signupBonus, kind: 'signup_bonus', description: SIGNUP_DESCRIPTION, source_id: String(userId) })
-    }
+  if (rules.signupBonus > 0 && rules.bonusOn !== 'verified_email') {
+    for (const userId of opened.sort((a, b) => a - b)) rows.push(signupBonusEntry(userId, rules))
   }
   rows.push(...entries.filter((e) => e.change_amount !== 0))
 
@@ -108,14 +107,28 @@ export async function applyUsageEvents (trx: Db, events: UsageRecorded[], rules:
   return { outcomes: outcomesOf(events, claimed), balances }
 }
 
-/** Applies registrations: opens each new user's account with the signup bonus (once, whatever came first). */
+const signupBonusEntry = (userId: number, rules: LedgerRules): Entry =>
+  ({ user_id: userId, change_amount: rules.signupBonus, kind: 'signup_bonus', description: SIGNUP_DESCRIPTION, source_id: String(userId) })
+
+/**
+ * Applies registrations: opens each new user's account with the signup bonus (once, whatever came first). Under
+ * `verified_email` the event itself grants the bonus, also to an account already open (at 0), unless the user
+ * already has one (its row is keyed by the user id: at most one, ever).
+ */
 export async function applyUserRegistered (trx: Db, events: UserRegistered[], rules: LedgerRules): Promise<ApplyResult> {
   const unique = dedupe(events)
   const claimed = await claimEvents(trx, unique.map((e) => ({
     event_id: e.event_id, subject: Subjects.userRegistered, user_id: e.user_id, occurred_at: e.occurred_at, amount: null
   })))
   const fresh = unique.filter((e) => claimed.has(e.event_id))
-  const balances = await postEntries(trx, [], rules, fresh.map((e) => e.user_id))
+  let entries: Entry[] = []
+  if (rules.bonusOn === 'verified_email' && rules.signupBonus > 0 && fresh.length > 0) {
+    const users = [...new Set(fresh.map((e) => e.user_id))].sort((a, b) => a - b)
+    const granted = new Set((await trx.selectFrom('transactions').select('user_id')
+      .where('kind', '=', 'signup_bonus').where('source_id', 'in', users.map(String)).execute()).map((r) => Number(r.user_id)))
+    entries = users.filter((u) => !granted.has(u)).map((u) => signupBonusEntry(u, rules))
+  }
+  const balances = await postEntries(trx, entries, rules, fresh.map((e) => e.user_id))
   return { outcomes: outcomesOf(events, claimed), balances }
 }
 

@@ -107,3 +107,22 @@ t.test('pricing: exact ceil, per-model ratios with "*" fallback, descriptions', 
   t.equal(usageDescription({ model: 'gpt-4o-mini', prompt_tokens: 812, completion_tokens: 230, usage_source: 'provider', simulated: true }), '对话消耗 · gpt-4o-mini · 输入 812 + 输出 230 · 模拟')
   t.equal(usageDescription({ model: 'm', prompt_tokens: 1, completion_tokens: 0, usage_source: 'estimated', simulated: true }), '对话消耗 · m · 输入 1 + 输出 0 · 估算 · 模拟')
 })
+
+t.test('SIGNUP_BONUS_ON=verified_email: an account opened by a read starts at 0; auth.user.registered grants the bonus once', async (t) => {
+  const { applyUserRegistered, readBalance } = await import('../src/ledger.ts')
+  const { randomUUID } = await import('node:crypto')
+  const env = await testEnv(t, { SIGNUP_BONUS_ON: 'verified_email' })
+  const { deps } = await testDeps(t, env)
+  t.equal(deps.rules.bonusOn, 'verified_email')
+  t.equal((await readBalance(deps.db, 77, deps.rules)).balance, 0, 'opened by a read: no bonus')
+  const registered = () => ({ event_id: randomUUID(), occurred_at: new Date().toISOString(), user_id: 77, via: 'email' as const })
+  await deps.db.transaction().execute((trx) => applyUserRegistered(trx, [registered()], deps.rules))
+  t.equal((await readBalance(deps.db, 77, deps.rules)).balance, 1000, 'the event grants it')
+  // Another registration event for the same user (an address verified again after a settings change): no second bonus.
+  await deps.db.transaction().execute((trx) => applyUserRegistered(trx, [registered(), registered()], deps.rules))
+  t.equal((await readBalance(deps.db, 77, deps.rules)).balance, 1000, 'once')
+  await deps.db.transaction().execute((trx) => applyUserRegistered(trx, [{ ...registered(), user_id: 78 }], deps.rules))
+  t.equal((await readBalance(deps.db, 78, deps.rules)).balance, 1000, 'a user the event opens gets it at once')
+  const audit = await auditLedger(deps.db)
+  t.same(audit.breaks, [], 'the audit is clean')
+})

@@ -45,7 +45,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
   }, async (request) => {
     const { email, password, nickname } = request.body
     const passwordHash = await hashPassword(password)
-    const user = await registerWithEmail(db, { email, passwordHash, nickname }, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
+    const user = await registerWithEmail(db, { email, passwordHash, nickname }, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id, publishRegistered: config.SIGNUP_BONUS_ON === 'register' })
     request.log.info({ user_id: user.id, via: 'email' }, 'user registered')
     // The address is verified with a code sent now (best effort: registration never waits for or fails on mail).
     sendVerificationInBackground(db, opts.mailer, { id: user.id, email }, request.log)

@@ -12,6 +12,7 @@ import { findUserByEmail, findUserById } from '../db/repositories/users.ts'
 import { hashPassword } from '../passwords.ts'
 import { codeMail, consumeCode, issueCode } from '../email-codes.ts'
 import { endAllSessions } from '../sessions.ts'
+import { markEmailVerified } from '../accounts.ts'
 import type { Mailer } from '../mail.ts'
 import { problems } from './schemas.ts'
 
@@ -64,8 +65,10 @@ export async function emailRoutes (fastify: FastifyInstance, opts: EmailRoutesOp
     const ok = await db.transaction().execute(async (trx) => {
       if (!(await consumeCode(trx, user.id, 'password_reset', request.body.code))) return false
       await trx.updateTable('users')
-        .set({ password_hash: await hashPassword(request.body.new_password), email_verified_at: sql<Date>`coalesce(email_verified_at, now())`, updated_at: sql<Date>`now()` })
+        .set({ password_hash: await hashPassword(request.body.new_password), updated_at: sql<Date>`now()` })
         .where('id', '=', user.id).execute()
+      // The code proved the address too.
+      await markEmailVerified(trx, user.id, config.SIGNUP_BONUS_ON, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
       await endAllSessions(trx, ctx, user.id, 'password_reset')
       return true
     })
@@ -106,7 +109,7 @@ export async function emailRoutes (fastify: FastifyInstance, opts: EmailRoutesOp
     if (user.email_verified_at) return { message: '邮箱已验证 / the address is already verified' }
     const ok = await db.transaction().execute(async (trx) => {
       if (!(await consumeCode(trx, user.id, 'email_verification', request.body.code))) return false
-      await trx.updateTable('users').set({ email_verified_at: sql<Date>`now()` }).where('id', '=', user.id).execute()
+      await markEmailVerified(trx, user.id, config.SIGNUP_BONUS_ON, { eventsNamespace: config.EVENTS_NAMESPACE, requestId: request.id })
       return true
     })
     if (!ok) throw codeInvalid()

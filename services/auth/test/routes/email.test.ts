@@ -128,3 +128,26 @@ t.test('no MAIL_URL in production: the mail routes answer 503, registration stil
   t.equal((await post(s, '/api/auth/email/verification', undefined, token)).statusCode, 503)
   t.equal((await s.app.inject({ url: '/internal/dev-mailbox', headers: { 'x-internal-token': 'internal-token-for-tests' } })).statusCode, 404)
 })
+
+t.test('SIGNUP_BONUS_ON=verified_email: auth.user.registered waits for the verified address, and is written once', async (t) => {
+  const smtp = await startFakeSmtp(t)
+  const s = await buildTestApp(t, { MAIL_URL: smtp.url, SIGNUP_BONUS_ON: 'verified_email' })
+  const registered = async (userId: number) => (await s.deps.db.selectFrom('outbox').select('payload').where('subject', 'like', '%auth.user.registered').execute())
+    .filter((r) => (r.payload as { user_id: number }).user_id === userId).length
+  const u = await s.register()
+  t.equal(await registered(u.user_id), 0, 'nothing at registration')
+  const token = await s.tokenFor(u.email, u.password)
+  await waitFor(() => smtp.to(u.email).length === 1, { what: 'the registration mail' })
+  t.equal((await post(s, '/api/auth/email/verify', { code: smtp.lastCode(u.email) }, token)).statusCode, 200)
+  t.equal(await registered(u.user_id), 1, 'published when verified')
+  t.equal((await post(s, '/api/auth/email/verify', { code: '123456' }, token)).statusCode, 200, 'verified again: nothing to do')
+  t.equal(await registered(u.user_id), 1, 'still once')
+
+  // A password reset proves the address as well.
+  const v = await s.register()
+  await waitFor(() => smtp.to(v.email).length === 1, { what: 'the second registration mail' })
+  await post(s, '/api/auth/password-reset', { email: v.email })
+  await waitFor(() => smtp.to(v.email).length === 2, { what: 'the reset mail' })
+  t.equal((await post(s, '/api/auth/password-reset/confirm', { email: v.email, code: smtp.lastCode(v.email), new_password: 'brand-new-pass' })).statusCode, 200)
+  t.equal(await registered(v.user_id), 1, 'published when a reset verified the address')
+})

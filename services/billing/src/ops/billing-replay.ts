@@ -30,7 +30,7 @@ export async function billingReplay (ctx: BillingOpsContext, opts: ReplayOptions
   // aside, never an account opened for them), the same transaction and Redis copy.
   const handler = usageHandler({
     books: { db: ctx.db(), redis: ctx.redis(), log: ctx.log },
-    rules: { signupBonus: ctx.config.SIGNUP_BONUS, prices: ctx.config.MODEL_PRICES },
+    rules: { signupBonus: ctx.config.SIGNUP_BONUS, prices: ctx.config.MODEL_PRICES, bonusOn: ctx.config.SIGNUP_BONUS_ON },
     knownUsers: knownUsers(ctx.db(), { authUrl: ctx.config.AUTH_URL, enabled: ctx.config.BILLING_CHECK_USERS })
   })
   const sort = batchSorter(handler)
