@@ -98,7 +98,7 @@ t.test('only the services reach NATS, Postgres and Redis', async (t) => {
     t.ok(allowed(svc, postgres, 5432), `${name} → Postgres`)
     t.ok(allowed(svc, redis, 6379), `${name} → Redis`)
   }
-  t.notOk(allowed(gateway, nats, 4222), 'gateway → NATS: denied')
+  t.ok(allowed(gateway, nats, 4222), 'gateway → NATS (its read-only user follows AUTH_REVOCATIONS)')
   t.notOk(allowed(gateway, postgres, 5432), 'gateway → Postgres: denied')
   t.ok(allowed(gateway, redis, 6379), 'gateway → Redis (its shared rate limits)')
   for (const [what, target, port] of [['NATS', nats, 4222], ['Postgres', postgres, 5432], ['Redis', redis, 6379]] as const) {
