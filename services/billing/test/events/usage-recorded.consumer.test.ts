@@ -129,8 +129,10 @@ t.test('two billing instances on one durable consumer apply each event exactly o
   const pub = publisher(a.deps, env.EVENTS_NAMESPACE)
   const events = Array.from({ length: 300 }, (_, i) => usageEvent(1 + (i % 7), { prompt_tokens: 1 + i, completion_tokens: 2 }))
   await Promise.all(events.map((ev) => pub.usage(ev)))
-  await waitFor(async () => (await usageRows(a.deps)).length === 300, { what: '300 usage rows', timeoutMs: 30_000 })
-  const applied = a.deps.consumers.usage.stats.applied + b.deps.consumers.usage.stats.applied
+  // The counters move after each batch's commit, so they can trail the rows for a moment: wait for both.
+  const count = () => a.deps.consumers.usage.stats.applied + b.deps.consumers.usage.stats.applied
+  await waitFor(async () => (await usageRows(a.deps)).length === 300 && count() >= 300, { what: '300 usage rows, counted', timeoutMs: 30_000 })
+  const applied = count()
   t.equal(applied, 300, 'every event applied by exactly one instance')
   t.ok(a.deps.consumers.usage.stats.applied > 0 && b.deps.consumers.usage.stats.applied > 0, 'both instances took part')
   const expected = new Map<number, number>()
