@@ -35,6 +35,7 @@ export async function accountRoutes (fastify: FastifyInstance, opts: AccountRout
   app.put('/api/user/password', {
     schema: {
       tags: ['user'],
+      summary: 'Change the password (the old one required); every other session of the user ends',
       security: [{ bearer: [] }],
       body: ChangePasswordBodySchema,
       response: { 200: ChangePasswordResponseSchema, ...problems(400, 401, 429) }
@@ -69,6 +70,7 @@ export async function accountRoutes (fastify: FastifyInstance, opts: AccountRout
   app.delete('/api/user/account', {
     schema: {
       tags: ['user'],
+      summary: 'Delete the account: personal data and chat content go, the ledger stays',
       security: [{ bearer: [] }],
       body: DeleteAccountBodySchema,
       response: { 200: MessageResponseSchema, ...problems(400, 401, 403, 429) }

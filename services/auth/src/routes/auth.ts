@@ -38,6 +38,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
   app.post('/api/auth/register', {
     schema: {
       tags: ['auth'],
+      summary: 'Register with email, password and nickname',
       body: RegisterBodySchema,
       response: { 200: RegisterResponseSchema, ...problems(400, 409) }
     },
@@ -55,6 +56,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
   app.post('/api/auth/email-login', {
     schema: {
       tags: ['auth'],
+      summary: 'Log in with email and password: an access token and a refresh token',
       body: EmailLoginBodySchema,
       response: { 200: TokenResponseSchema, ...problems(400, 401, 429) }
     }
@@ -82,6 +84,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
   app.post('/api/auth/wechat-login', {
     schema: {
       tags: ['auth'],
+      summary: 'Log in with a WeChat code (mini-program jscode2session, or another app of the same Open Platform account)',
       body: WechatLoginBodySchema,
       response: { 200: TokenResponseSchema, ...problems(400, 401, 429, 502, 503) }
     }
@@ -99,6 +102,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
   app.get('/api/auth/verify', {
     schema: {
       tags: ['auth'],
+      summary: 'The caller\'s identity and token balance',
       security: [{ bearer: [] }],
       response: { 200: VerifyResponseSchema, ...problems(401, 503) }
     },

@@ -38,7 +38,7 @@ export async function emailRoutes (fastify: FastifyInstance, opts: EmailRoutesOp
   }
 
   app.post('/api/auth/password-reset', {
-    schema: { tags: ['auth'], body: PasswordResetBodySchema, response: { 200: MessageResponseSchema, ...problems(400, 503) } }
+    schema: { tags: ['auth'], summary: 'Mail a password-reset code (the same answer for unknown addresses)', body: PasswordResetBodySchema, response: { 200: MessageResponseSchema, ...problems(400, 503) } }
   }, async (request) => {
     needMail()
     const email = normalizeEmail(request.body.email)
@@ -56,7 +56,7 @@ export async function emailRoutes (fastify: FastifyInstance, opts: EmailRoutesOp
   })
 
   app.post('/api/auth/password-reset/confirm', {
-    schema: { tags: ['auth'], body: PasswordResetConfirmBodySchema, response: { 200: MessageResponseSchema, ...problems(400) } }
+    schema: { tags: ['auth'], summary: 'Set a new password with the mailed code; every session of the user ends', body: PasswordResetConfirmBodySchema, response: { 200: MessageResponseSchema, ...problems(400) } }
   }, async (request) => {
     const email = normalizeEmail(request.body.email)
     const user = await findUserByEmail(db, email)
@@ -78,7 +78,7 @@ export async function emailRoutes (fastify: FastifyInstance, opts: EmailRoutesOp
   })
 
   app.post('/api/auth/email/verification', {
-    schema: { tags: ['auth'], security: [{ bearer: [] }], response: { 200: MessageResponseSchema, ...problems(400, 401, 429, 503) } },
+    schema: { tags: ['auth'], summary: 'Mail a code that verifies the caller\'s email address', security: [{ bearer: [] }], response: { 200: MessageResponseSchema, ...problems(400, 401, 429, 503) } },
     onRequest: app.authenticate
   }, async (request, reply) => {
     const user = await findUserById(db, request.user.id)
@@ -101,7 +101,7 @@ export async function emailRoutes (fastify: FastifyInstance, opts: EmailRoutesOp
   })
 
   app.post('/api/auth/email/verify', {
-    schema: { tags: ['auth'], security: [{ bearer: [] }], body: EmailVerifyBodySchema, response: { 200: MessageResponseSchema, ...problems(400, 401) } },
+    schema: { tags: ['auth'], summary: 'Verify the caller\'s email address with the mailed code', security: [{ bearer: [] }], body: EmailVerifyBodySchema, response: { 200: MessageResponseSchema, ...problems(400, 401) } },
     onRequest: app.authenticate
   }, async (request) => {
     const user = await findUserById(db, request.user.id)

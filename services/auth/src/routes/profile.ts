@@ -30,6 +30,7 @@ export async function profileRoutes (fastify: FastifyInstance, opts: ProfileRout
   app.get('/api/user/profile', {
     schema: {
       tags: ['user'],
+      summary: 'The caller\'s profile',
       security: [{ bearer: [] }],
       response: { 200: ProfileSchema, ...problems(401, 503) }
     },
@@ -43,6 +44,7 @@ export async function profileRoutes (fastify: FastifyInstance, opts: ProfileRout
   app.put('/api/user/profile', {
     schema: {
       tags: ['user'],
+      summary: 'Change the nickname or avatar URL',
       security: [{ bearer: [] }],
       body: ProfileUpdateBodySchema,
       response: { 200: ProfileSchema, ...problems(400, 401, 503) }

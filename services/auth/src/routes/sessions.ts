@@ -20,6 +20,7 @@ export async function sessionRoutes (fastify: FastifyInstance, opts: SessionRout
   app.post('/api/auth/refresh', {
     schema: {
       tags: ['auth'],
+      summary: 'Trade a refresh token for a new access token and a new refresh token (rotation)',
       body: RefreshBodySchema,
       response: { 200: TokenResponseSchema, ...problems(400, 401) }
     }
@@ -31,6 +32,7 @@ export async function sessionRoutes (fastify: FastifyInstance, opts: SessionRout
   app.post('/api/auth/logout', {
     schema: {
       tags: ['auth'],
+      summary: 'End this session (its access token and refresh token)',
       security: [{ bearer: [] }],
       body: LogoutBodySchema,
       response: { 200: MessageResponseSchema, ...problems(400, 401) }
@@ -47,6 +49,7 @@ export async function sessionRoutes (fastify: FastifyInstance, opts: SessionRout
   app.post('/api/auth/logout-all', {
     schema: {
       tags: ['auth'],
+      summary: 'End every session of the caller',
       security: [{ bearer: [] }],
       response: { 200: MessageResponseSchema, ...problems(401) }
     },

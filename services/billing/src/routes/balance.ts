@@ -12,7 +12,7 @@ export async function balanceRoutes (fastify: FastifyInstance, opts: { deps: Bil
   const { rules } = opts.deps
 
   app.get('/api/user/balance', {
-    schema: { tags: ['billing'], security: [{ bearer: [] }], response: { 200: BalanceResponseSchema, ...problems(401) } },
+    schema: { tags: ['billing'], summary: 'The caller\'s token balance', security: [{ bearer: [] }], response: { 200: BalanceResponseSchema, ...problems(401) } },
     onRequest: app.authenticate
   }, async (request) => {
     if (!(await opts.deps.knownUser(request.user.id, String(request.id)))) throw unauthorized('The bearer token is invalid or expired.')

@@ -22,6 +22,7 @@ export async function rechargeRoutes (fastify: FastifyInstance, opts: { deps: Bi
   app.post('/api/billing/recharge', {
     schema: {
       tags: ['billing'],
+      summary: 'Top up a balance (the caller\'s, or under RECHARGE_POLICY=admin another user\'s)',
       security: [{ bearer: [] }],
       headers: RechargeHeadersSchema,
       body: RechargeBodySchema,

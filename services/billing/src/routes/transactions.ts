@@ -14,6 +14,7 @@ export async function transactionRoutes (fastify: FastifyInstance, opts: { deps:
   app.get('/api/billing/transactions', {
     schema: {
       tags: ['billing'],
+      summary: 'The caller\'s ledger rows, newest first',
       security: [{ bearer: [] }],
       querystring: PaginationQuerySchema,
       response: { 200: Type.Array(TransactionSchema), ...problems(400, 401) }
