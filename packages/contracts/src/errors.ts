@@ -13,6 +13,8 @@ export const ErrorCodes = {
   not_found: { status: 404, title: 'Not found' },
   email_taken: { status: 409, title: 'Email taken' },
   idempotency_conflict: { status: 409, title: 'Idempotency conflict' },
+  redemption_used: { status: 409, title: 'Redemption code already used' },
+  redemption_expired: { status: 409, title: 'Redemption code expired' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   rate_limited: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal server error' },
