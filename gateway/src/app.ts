@@ -6,7 +6,7 @@ import type { GatewayDeps } from './deps.ts'
 import { gatewayMetricsPlugin } from './plugins/gateway-metrics.ts'
 import { addCanonicalPathCheck, protectMetrics } from './plugins/edge-checks.ts'
 import docsRoutes from './routes/docs.ts'
-import publicRoutes, { passwordResetRoutes } from './routes/public.ts'
+import publicRoutes, { callbackRoutes, passwordResetRoutes } from './routes/public.ts'
 import authenticatedRoutes from './routes/authenticated.ts'
 import { isProxied } from './routes/proxy.ts'
 
@@ -48,6 +48,7 @@ export function buildApp (deps: GatewayDeps, config: GatewayConfig) {
   app.register(docsRoutes, { upstreams, redis, cacheMs: config.DOCS_CACHE_MS, rateLimit: apiLimit })
   app.register(publicRoutes, { upstreams, redis, timeouts, rateLimit: { max: config.AUTH_RATE_LIMIT_MAX, windowMs: config.AUTH_RATE_LIMIT_WINDOW_MS } })
   app.register(passwordResetRoutes, { upstreams, redis, timeouts, rateLimit: { max: config.RESET_RATE_LIMIT_MAX, windowMs: config.RESET_RATE_LIMIT_WINDOW_MS } })
+  app.register(callbackRoutes, { upstreams, redis, timeouts })
   app.register(authenticatedRoutes, { upstreams, redis, timeouts, rateLimit: { ...apiLimit, syncMs: config.RATE_LIMIT_SYNC_MS } })
   return app
 }

@@ -25,6 +25,25 @@ export const RESET_MOUNTS: ProxyMount[] = [
   { upstream: 'auth', prefix: '/api/auth/password-reset', routes: ['', '/confirm'], methods: ['POST'] }
 ]
 
+/**
+ * WeChat Pay's payment callback (DESIGN §6.2): no JWT (its proof is WeChat Pay's signature, checked by billing over
+ * the raw body, which is forwarded byte for byte) and no per-address limit (WeChat Pay calls from a few addresses and
+ * retries for a day on a refusal).
+ */
+export const CALLBACK_MOUNTS: ProxyMount[] = [
+  { upstream: 'billing', prefix: '/api/billing/wechatpay/notify', routes: [''], methods: ['POST'] }
+]
+
+/**
+ * Admin routes (DESIGN §6.2): a token with role "admin", checked here and again by the owning service. The user
+ * search is auth's; everything else (a user's transactions, adjustments, codes, orders, usage) is billing's.
+ */
+export const ADMIN_MOUNTS: ProxyMount[] = [
+  { upstream: 'auth', prefix: '/api/admin/users', routes: [''], methods: ['GET', 'HEAD'] },
+  { upstream: 'billing', prefix: '/api/admin', routes: ['/*'], methods: ALL }
+]
+export const ADMIN_PREFIX = '/api/admin/'
+
 /** Everything else under /api that a client may reach; the JWT is checked first. */
 export const AUTHENTICATED_MOUNTS: ProxyMount[] = [
   { upstream: 'auth', prefix: '/api/auth', routes: ['/*'], methods: ALL },
@@ -33,10 +52,11 @@ export const AUTHENTICATED_MOUNTS: ProxyMount[] = [
   { upstream: 'auth', prefix: '/api/user/account', routes: [''], methods: ALL },
   { upstream: 'billing', prefix: '/api/user/balance', routes: [''], methods: ALL },
   { upstream: 'billing', prefix: '/api/billing', routes: ['/*'], methods: ALL },
-  { upstream: 'chat', prefix: '/api/sessions', routes: ['', '/*'], methods: ALL }
+  { upstream: 'chat', prefix: '/api/sessions', routes: ['', '/*'], methods: ALL },
+  { upstream: 'chat', prefix: '/api/models', routes: [''], methods: ALL }
 ]
 
-export const PUBLIC_OPERATIONS = new Set(['POST /api/auth/register', 'POST /api/auth/email-login', 'POST /api/auth/wechat-login', 'POST /api/auth/refresh', 'POST /api/auth/password-reset', 'POST /api/auth/password-reset/confirm'])
+export const PUBLIC_OPERATIONS = new Set(['POST /api/auth/register', 'POST /api/auth/email-login', 'POST /api/auth/wechat-login', 'POST /api/auth/refresh', 'POST /api/auth/password-reset', 'POST /api/auth/password-reset/confirm', 'POST /api/billing/wechatpay/notify'])
 
 /** The public API of DESIGN §2 as route templates, so metrics have a bounded set of route labels. */
 const TEMPLATES: { method: string, template: string, re: RegExp }[] = [
@@ -58,11 +78,28 @@ const TEMPLATES: { method: string, template: string, re: RegExp }[] = [
   ['GET', '/api/user/balance'],
   ['POST', '/api/sessions'],
   ['GET', '/api/sessions'],
+  ['PATCH', '/api/sessions/{session_id}'],
   ['DELETE', '/api/sessions/{session_id}'],
   ['POST', '/api/sessions/{session_id}/messages'],
   ['GET', '/api/sessions/{session_id}/messages'],
+  ['POST', '/api/sessions/{session_id}/messages/{message_id}/regenerate'],
+  ['GET', '/api/models'],
   ['POST', '/api/billing/recharge'],
-  ['GET', '/api/billing/transactions']
+  ['GET', '/api/billing/transactions'],
+  ['GET', '/api/billing/usage'],
+  ['GET', '/api/billing/packages'],
+  ['POST', '/api/billing/orders'],
+  ['GET', '/api/billing/orders'],
+  ['GET', '/api/billing/orders/{order_no}'],
+  ['POST', '/api/billing/orders/{order_no}/simulate-paid'],
+  ['POST', '/api/billing/wechatpay/notify'],
+  ['POST', '/api/billing/redeem'],
+  ['GET', '/api/admin/users'],
+  ['GET', '/api/admin/users/{user_id}/transactions'],
+  ['POST', '/api/admin/adjustments'],
+  ['POST', '/api/admin/redemption-codes'],
+  ['GET', '/api/admin/orders'],
+  ['GET', '/api/admin/usage']
 ].map(([method, template]) => ({ method, template, re: new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}/?$`) }))
 
 /** `METHOD /template` for a known route, `other` for anything else. */
@@ -72,7 +109,7 @@ export function routeLabel (method: string, path: string): string {
   return 'other'
 }
 
-const MESSAGE_POST = /^\/api\/sessions\/[^/]+\/messages\/?$/
+const LLM_POST = /^\/api\/sessions\/[^/]+\/messages(\/[^/]+\/regenerate)?\/?$/
 
-/** Sending a message waits for an LLM reply, so it gets the long upstream timeout. */
-export const isLlmRoute = (method: string, path: string) => method === 'POST' && MESSAGE_POST.test(path)
+/** Sending a message or regenerating a reply waits for an LLM reply, so it gets the long upstream timeout. */
+export const isLlmRoute = (method: string, path: string) => method === 'POST' && LLM_POST.test(path)

@@ -1,7 +1,7 @@
 // Public trust zone: register, the two logins and refresh, no token needed, a strict rate limit per client IP.
 import type { FastifyInstance } from 'fastify'
 import type { Redis } from '@chat-platform/platform'
-import { PUBLIC_MOUNTS, RESET_MOUNTS } from '../routing.ts'
+import { CALLBACK_MOUNTS, PUBLIC_MOUNTS, RESET_MOUNTS } from '../routing.ts'
 import type { Upstreams } from '../upstreams.ts'
 import { registerRateLimit } from '../plugins/rate-limit.ts'
 import { proxyMount, type ProxyTimeouts } from './proxy.ts'
@@ -17,6 +17,13 @@ export interface ZoneOptions {
 export async function passwordResetRoutes (app: FastifyInstance, opts: ZoneOptions) {
   await registerRateLimit(app, { zone: 'password_reset', redis: opts.redis, nameSpace: 'gw:rl:reset:', ...opts.rateLimit })
   for (const mount of RESET_MOUNTS) {
+    await app.register(proxyMount, { mount, upstream: opts.upstreams[mount.upstream], timeouts: opts.timeouts })
+  }
+}
+
+/** Payment callbacks: no token, no per-address limit (their proof is the payment provider's signature, checked by billing). */
+export async function callbackRoutes (app: FastifyInstance, opts: Omit<ZoneOptions, 'rateLimit'>) {
+  for (const mount of CALLBACK_MOUNTS) {
     await app.register(proxyMount, { mount, upstream: opts.upstreams[mount.upstream], timeouts: opts.timeouts })
   }
 }
