@@ -1,6 +1,6 @@
 // Chat service configuration: the environment, validated at boot.
 import { Type, type Static } from 'typebox'
-import { parseModelPrices, type ModelPrices } from '@chat-platform/contracts'
+import { parseChatProviders, pricesFromEnv, PricesConfigError, type ChatModel, type ChatProvider, type ModelPrices } from '@chat-platform/contracts'
 import { CommonEnv, DatabaseEnv, NatsEnv, RedisEnv, JwtVerifyEnv, OutboxEnv, ServiceUrlsEnv, InternalEnv, Port, loadConfig, ConfigError } from '@chat-platform/platform'
 
 export const DEFAULT_SYSTEM_PROMPT = 'You are a helpful assistant. Answer in the language the user writes in.'
@@ -15,6 +15,22 @@ export const ChatConfigSchema = Type.Object({
   ...ServiceUrlsEnv,
   ...InternalEnv,
   PORT: Port(3002),
+  /**
+   * JSON [{id, name, input_ratio, output_ratio, context_tokens?, default}]: the models users may pick, priced by these
+   * ratios (billing reads the same variable). Unset: one model, CHAT_MODEL, priced by MODEL_PRICES.
+   */
+  CHAT_MODELS: Type.Optional(Type.String()),
+  /**
+   * JSON [{name, base_url, api_key, models:[ids]}]: the OpenAI-compatible upstreams, tried in this order for each
+   * model. Unset: OPENAI_BASE_URL/OPENAI_API_KEY (or the simulator) serve every model.
+   */
+  CHAT_PROVIDERS: Type.Optional(Type.String()),
+  /** A 429 whose Retry-After is at most this long is waited out on the same provider (once); a longer one moves on. */
+  CHAT_LLM_RETRY_AFTER_MAX_MS: Type.Integer({ default: 2000, minimum: 0, maximum: 60_000 }),
+  /** A provider's circuit opens after this many consecutive failures before the first byte. */
+  CHAT_BREAKER_FAILURES: Type.Integer({ default: 3, minimum: 1, maximum: 1000 }),
+  /** An open circuit lets one probe through after this long (half-open). */
+  CHAT_BREAKER_COOLDOWN_MS: Type.Integer({ default: 30_000, minimum: 100 }),
   /** Unset: the built-in offline simulator answers (see packages/llm-simulator). */
   OPENAI_API_KEY: Type.Optional(Type.String({ minLength: 1 })),
   OPENAI_BASE_URL: Type.Optional(Type.String({ pattern: '^https?://' })),
@@ -45,13 +61,45 @@ export const ChatConfigSchema = Type.Object({
   /** The offline simulator's delay between streamed chunks (only when OPENAI_API_KEY is unset). */
   CHAT_SIMULATOR_CHUNK_DELAY_MS: Type.Integer({ default: 20, minimum: 0 })
 })
-export type ChatConfig = Omit<Static<typeof ChatConfigSchema>, 'MODEL_PRICES'> & { MODEL_PRICES: ModelPrices }
+/**
+ * The environment as the service uses it: MODEL_PRICES holds the prices of CHAT_MODELS when set (the one source),
+ * CHAT_MODELS the resolved models (context_tokens filled in), CHAT_PROVIDERS the parsed providers (undefined: the
+ * OPENAI_* variables or the simulator serve every model), and CHAT_MODEL the default model's id.
+ */
+export type ChatConfig = Omit<Static<typeof ChatConfigSchema>, 'MODEL_PRICES' | 'CHAT_MODELS' | 'CHAT_PROVIDERS'> & {
+  MODEL_PRICES: ModelPrices
+  CHAT_MODELS: ChatModel[]
+  CHAT_PROVIDERS?: ChatProvider[]
+}
 
 export function loadChatConfig (env: Record<string, string | undefined> = process.env): ChatConfig {
   const raw = loadConfig(ChatConfigSchema, env)
+  let prices: ReturnType<typeof pricesFromEnv>
   try {
-    return { ...raw, MODEL_PRICES: parseModelPrices(raw.MODEL_PRICES) }
+    prices = pricesFromEnv(raw.CHAT_MODELS, raw.MODEL_PRICES)
   } catch (err) {
-    throw new ConfigError([`MODEL_PRICES: ${(err as Error).message} (got ${JSON.stringify(raw.MODEL_PRICES)})`])
+    if (!(err instanceof PricesConfigError)) throw err
+    throw new ConfigError([`${err.variable}: ${err.message} (got ${JSON.stringify(err.variable === 'CHAT_MODELS' ? raw.CHAT_MODELS : raw.MODEL_PRICES)})`])
   }
+  // Without CHAT_MODELS the window is the prompt budget plus the reply, so the budget stays CHAT_CONTEXT_TOKENS.
+  const fallbackWindow = raw.CHAT_CONTEXT_TOKENS + raw.CHAT_MAX_OUTPUT_TOKENS
+  const models: ChatModel[] = prices.models
+    ? prices.models.map((m) => ({ id: m.id, name: m.name, input_ratio: m.input_ratio, output_ratio: m.output_ratio, context_tokens: m.context_tokens ?? fallbackWindow, default: m.default === true || prices.models!.length === 1 }))
+    : [(() => {
+        const r = prices.prices[raw.CHAT_MODEL] ?? prices.prices['*'] ?? { input: 1, output: 1 }
+        return { id: raw.CHAT_MODEL, name: raw.CHAT_MODEL, input_ratio: r.input, output_ratio: r.output, context_tokens: fallbackWindow, default: true }
+      })()]
+  const tooSmall = models.filter((m) => m.context_tokens - raw.CHAT_MAX_OUTPUT_TOKENS < 64)
+  if (tooSmall.length > 0) throw new ConfigError([`CHAT_MODELS: context_tokens of ${tooSmall.map((m) => `"${m.id}"`).join(', ')} must exceed CHAT_MAX_OUTPUT_TOKENS (${raw.CHAT_MAX_OUTPUT_TOKENS}) by at least 64`])
+  let providers: ChatProvider[] | undefined
+  if (raw.CHAT_PROVIDERS !== undefined && raw.CHAT_PROVIDERS.trim() !== '') {
+    if (!prices.models) throw new ConfigError(['CHAT_PROVIDERS: needs CHAT_MODELS (the models the providers serve, with their prices)'])
+    try {
+      providers = parseChatProviders(raw.CHAT_PROVIDERS, models.map((m) => m.id))
+    } catch (err) {
+      throw new ConfigError([`CHAT_PROVIDERS: ${(err as Error).message}`])
+    }
+  }
+  const defaultModel = models.find((m) => m.default)!
+  return { ...raw, MODEL_PRICES: prices.prices, CHAT_MODELS: models, CHAT_PROVIDERS: providers, CHAT_MODEL: defaultModel.id }
 }

@@ -9,6 +9,7 @@ import type { ChatConfig } from './config.ts'
 import { SCHEMA, type Database } from './db/database.ts'
 import { migrations } from './db/migrations/index.ts'
 import { LlmClient } from './llm/client.ts'
+import { ModelRegistry } from './llm/models.ts'
 import { createTokenizer, type Tokenizer } from '@chat-platform/tokenizer'
 import { startSimulator, type Simulator } from '@chat-platform/llm-simulator'
 import { createUserDeletedConsumer } from './events/user-deleted.consumer.ts'
@@ -24,6 +25,8 @@ export interface ChatDeps {
   /** Deletes a deleted user's sessions and messages (auth.user.deleted); started by server.ts. */
   userDeleted: ReturnType<typeof createUserDeletedConsumer>
   llm: LlmClient
+  /** The configured models (CHAT_MODELS, or CHAT_MODEL alone). */
+  models: ModelRegistry
   tokenizer: Tokenizer
   /** Set when no OPENAI_API_KEY is configured: the offline LLM the service talks to instead. */
   simulator?: Simulator
@@ -73,7 +76,7 @@ export async function createDeps (config: ChatConfig, log: Logger): Promise<Chat
   const metrics = createChatMetrics({ db })
   const { llm, simulator } = await createLlm(config, log, metrics)
   const userDeleted = createUserDeletedConsumer({ nc, db, log, namespace: config.EVENTS_NAMESPACE })
-  return { db, nc, redis, relay, revocations, userDeleted, llm, tokenizer, simulator, metrics }
+  return { db, nc, redis, relay, revocations, userDeleted, llm, models: new ModelRegistry(config), tokenizer, simulator, metrics }
 }
 
 export async function closeDeps (deps: ChatDeps): Promise<void> {
