@@ -12,8 +12,8 @@ const balance = async (token: string) => (await system.request('GET', '/api/user
 const codeFor = async (email: string): Promise<string> => {
   let code: string | undefined
   await waitFor(async () => {
-    const res = await system.request('GET', `/internal/dev-mailbox?to=${encodeURIComponent(email)}`, { to: 'auth' })
-    code = /([0-9]{6})/.exec(res.body?.[0]?.text ?? '')?.[1]
+    const mails = await system.internal.auth.devMailbox(email)
+    code = /([0-9]{6})/.exec(mails[0]?.text ?? '')?.[1]
     return code !== undefined
   }, { what: `a code in the development mailbox for ${email}` })
   return code!

@@ -6,6 +6,7 @@ import { promisify } from 'node:util'
 import { fileURLToPath } from 'node:url'
 import pg from 'pg'
 import { INTERNAL_PATH_PREFIX, INTERNAL_TOKEN_HEADER } from '@chat-platform/contracts'
+import { authInternal, billingInternal, chatInternal } from '@chat-platform/platform'
 import { freePort, testKeys, waitFor, TEST_NATS_URL, TEST_REDIS_URL, testNamespace, testRedisPrefix, dbUrl, typescriptArgs, withoutCoverage } from '@chat-platform/platform/testing'
 
 export type ProcName = 'auth' | 'chat' | 'billing' | 'gateway'
@@ -82,6 +83,12 @@ export class System {
     const p = this.procs.get(name)
     if (!p) throw new Error(`${name} is not part of this system`)
     return p.url
+  }
+
+  /** The typed clients of the services' internal endpoints (their first process each), carrying INTERNAL_TOKEN. */
+  get internal () {
+    const opts = (service: ProcName) => ({ service, token: this.env.INTERNAL_TOKEN })
+    return { auth: authInternal(this.url('auth'), opts('auth')), billing: billingInternal(this.url('billing'), opts('billing')), chat: chatInternal(this.url('chat'), opts('chat')) }
   }
 
   /** Every process of `name`: the first one, then its replicas. */

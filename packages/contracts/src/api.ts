@@ -19,6 +19,9 @@ export type PaginationQuery = Static<typeof PaginationQuerySchema>
 
 export const MessageResponseSchema = Type.Object({ message: Type.String() })
 
+/** The `Idempotency-Key` header (billing's recharge, chat's send): printable ASCII without spaces. */
+export const IdempotencyKey = Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7E]+$' })
+
 // auth
 /** Both logins and POST /api/auth/refresh (DESIGN §6.3): `expires_in` is the access token's lifetime in seconds. */
 export const TokenResponseSchema = Type.Object({
@@ -35,8 +38,6 @@ const Code = Type.String({ pattern: '^[0-9]{6}$' })
 export const PasswordResetBodySchema = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }) })
 export const PasswordResetConfirmBodySchema = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), code: Code, new_password: Password })
 export const EmailVerifyBodySchema = Type.Object({ code: Code })
-/** GET /internal/dev-mailbox?to= (auth, only without MAIL_URL outside production): the mails "sent", newest first. */
-export const DevMailboxResponseSchema = Type.Array(Type.Object({ to: Type.String(), subject: Type.String(), text: Type.String(), sent_at: Type.String() }))
 /** DELETE /api/user/account: the password (an account without one, WeChat-only, needs a login within 10 minutes instead). */
 export const DeleteAccountBodySchema = Type.Object({ password: Type.Optional(Type.String({ minLength: 1, maxLength: 1024 })) })
 export const ChangePasswordBodySchema = Type.Object({ old_password: Type.String({ minLength: 1, maxLength: 1024 }), new_password: Password })
@@ -51,7 +52,8 @@ export const ChangePasswordResponseSchema = Type.Object({
 /** `appid`: which configured WeChat app the code comes from (WECHAT_APPS); omitted: WECHAT_APPID, the mini-program. */
 export const WechatLoginBodySchema = Type.Object({ code: Type.String({ minLength: 1, maxLength: 256 }), appid: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })) })
 export const EmailLoginBodySchema = Type.Object({ email: Type.String({ minLength: 1, maxLength: 254 }), password: Type.String({ minLength: 1, maxLength: 1024 }) })
-export const RegisterBodySchema = Type.Object({ email: Email, password: Password, nickname: Type.String({ minLength: 1, maxLength: 200 }) })
+/** Auth trims the nickname and email (and lower-cases the email) before validation: the limits apply to the trimmed text. */
+export const RegisterBodySchema = Type.Object({ email: Email, password: Password, nickname: Nickname })
 export const RegisterResponseSchema = Type.Object({ message: Type.String(), user_id: Id })
 export const VerifyResponseSchema = Type.Object({
   user: Type.Object({ id: Id, email: Type.Union([Type.String(), Type.Null()]), nickname: Type.String(), tokens: Type.Integer() })
@@ -67,7 +69,7 @@ export const ProfileSchema = Type.Object({
 })
 export type Profile = Static<typeof ProfileSchema>
 export const ProfileUpdateBodySchema = Type.Object({
-  nickname: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
+  nickname: Type.Optional(Nickname),
   avatar_url: Type.Optional(AvatarUrl)
 })
 

@@ -1,6 +1,6 @@
-// Billing's Redis copy of a balance (`billing:balance:<user_id>`): the key and the value's codec. Billing writes it; chat and auth read it.
+// Billing's Redis copy of a balance (`billing:balance:<user_id>`): the key and the value's codec. Billing writes it; chat and auth read it
+// (or ask billing: GET /internal/balances/:user_id, internal.ts, answers the same pair).
 import { Type, type Static } from 'typebox'
-import { Id } from './api.ts'
 
 /** The key, under each service's REDIS_PREFIX. */
 export const balanceCacheKey = (userId: number) => `billing:balance:${userId}`
@@ -15,14 +15,6 @@ export const BalanceCopySchema = Type.Object({
   chat_applied: Type.Integer({ minimum: 0 })
 })
 export type BalanceCopy = Static<typeof BalanceCopySchema>
-
-/** GET {BILLING_URL}/internal/balances/:user_id answers the same pair (404: a user auth does not know). */
-export const InternalBalanceSchema = Type.Object({
-  user_id: Id,
-  ...BalanceCopySchema.properties
-})
-export type InternalBalance = Static<typeof InternalBalanceSchema>
-export const internalBalancePath = (userId: number) => `/internal/balances/${userId}`
 
 export const encodeBalanceCache = (copy: BalanceCopy): string => `${copy.balance}:${copy.chat_applied}`
 

@@ -1,5 +1,5 @@
 // Application errors: thrown anywhere, rendered as RFC 9457 problem+json by the error handler.
-import { ErrorCodes, type ErrorCode } from '@chat-platform/contracts'
+import { ErrorCodes, ProblemSchema, type ErrorCode } from '@chat-platform/contracts'
 
 export class ProblemError extends Error {
   readonly statusCode: number
@@ -24,3 +24,6 @@ export const validationFailed = (path: string, message: string) =>
   new ProblemError('validation_failed', `${path.replace(/^\//, '') || 'request'} ${message}`, { errors: [{ path, message }] })
 export const unauthorized = (detail = 'A valid bearer token is required.') =>
   new ProblemError('unauthorized', detail, { headers: { 'www-authenticate': 'Bearer' } })
+
+/** A route schema's problem responses for the statuses it can give (docs; the error handler serializes them). */
+export const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ProblemSchema]))

@@ -1,12 +1,12 @@
 // A user's token balance (owned by billing): the Redis copy billing writes (contracts' key and codec), else billing's internal endpoint.
 import type { FastifyBaseLogger as Logger } from 'fastify'
-import { balanceCacheKey, decodeBalanceCache, internalBalancePath, type InternalBalance } from '@chat-platform/contracts'
-import { callService, type Redis } from '@chat-platform/platform'
+import { balanceCacheKey, decodeBalanceCache, internalBalancePath } from '@chat-platform/contracts'
+import { billingInternal, ServiceCallError, type Redis } from '@chat-platform/platform'
 
 /**
  * Reads billing's copy; on a miss (or with Redis away, or a value it cannot read) asks billing, which opens the
- * account on first access. Billing unreachable with no cached value is 503 `service_unavailable` (from
- * callService): showing 0 would be a wrong answer, not a degraded one.
+ * account on first access. Billing unreachable with no cached value is 503 `service_unavailable` (a
+ * ServiceCallError): showing 0 would be a wrong answer, not a degraded one; so is billing not knowing the user.
  */
 export async function readTokens (redis: Redis, billingUrl: string, userId: number, opts: { requestId?: string, log?: Logger } = {}): Promise<number> {
   try {
@@ -15,6 +15,9 @@ export async function readTokens (redis: Redis, billingUrl: string, userId: numb
   } catch (err) {
     opts.log?.warn({ err: (err as Error).message }, 'balance cache unavailable; asking billing')
   }
-  const res = await callService<InternalBalance>(billingUrl, internalBalancePath(userId), { requestId: opts.requestId })
+  const res = await billingInternal(billingUrl).balance(userId, { requestId: opts.requestId })
+  if (res === null) {
+    throw new ServiceCallError({ service: new URL(billingUrl).host, method: 'GET', path: internalBalancePath(userId), status: 404, upstreamCode: 'not_found', upstreamDetail: 'billing does not know the user' })
+  }
   return res.balance
 }

@@ -1,7 +1,7 @@
 // Accounts open only for users auth knows: a validly signed token for a user id that does not exist
 // (a deleted user, or a token minted with a leaked key) gets no signup bonus, no balance and no model;
 // a usage event for such a user is set aside instead of opening an account.
-import { callServiceOrNull } from '@chat-platform/platform'
+import { authInternal } from '@chat-platform/platform'
 import type { Kysely } from 'kysely'
 import type { Database } from './db/database.ts'
 import { selectAccountIds } from './db/repositories/accounts.ts'
@@ -27,8 +27,8 @@ export function knownUsers (db: Kysely<Database>, opts: { authUrl: string, enabl
     if (known.size > CACHE_MAX) known.clear()
     known.add(userId)
   }
-  const askAuth = async (userId: number, requestId?: string) =>
-    (await callServiceOrNull<{ id: number }>(opts.authUrl, `/internal/users/${userId}`, { requestId, service: 'auth' })) !== null
+  const auth = authInternal(opts.authUrl, { service: 'auth' })
+  const askAuth = async (userId: number, requestId?: string) => (await auth.user(userId, { requestId })) !== null
 
   return {
     async has (userId, requestId) {

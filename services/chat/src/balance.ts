@@ -1,6 +1,6 @@
 // The 402 pre-check: billing's last known balance (its Redis copy, else its internal endpoint) minus what chat charged that billing has not applied.
-import { decodeBalanceCache, internalBalancePath, priceExchange, balanceCacheKey, type BalanceCopy, type InternalBalance, type ModelPrices } from '@chat-platform/contracts'
-import { callServiceOrNull, ProblemError, unauthorized, type Redis } from '@chat-platform/platform'
+import { decodeBalanceCache, priceExchange, balanceCacheKey, type BalanceCopy, type ModelPrices } from '@chat-platform/contracts'
+import { billingInternal, ProblemError, unauthorized, type Redis } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 
 /**
@@ -20,7 +20,7 @@ export async function readBalanceCopy (ctx: { redis: Redis, billingUrl: string, 
       ctx.log.warn({ err: (err as Error).message }, 'redis unavailable: reading the balance from billing')
     }
   }
-  const res = await callServiceOrNull<InternalBalance>(ctx.billingUrl, internalBalancePath(userId), { requestId: ctx.requestId })
+  const res = await billingInternal(ctx.billingUrl).balance(userId, { requestId: ctx.requestId })
   if (!res) throw unauthorized('The bearer token is invalid or expired.')
   // A billing from before chat_applied existed cannot say what it applied: admitting on its balance alone would
   // be admitting blind (deploy billing first).

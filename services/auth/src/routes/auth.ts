@@ -3,7 +3,7 @@ import type { FastifyInstance } from 'fastify'
 import type { Counter } from 'prom-client'
 import type { Kysely } from 'kysely'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { EmailLoginBodySchema, RegisterResponseSchema, TokenResponseSchema, VerifyResponseSchema, WechatLoginBodySchema } from '@chat-platform/contracts'
+import { EmailLoginBodySchema, RegisterBodySchema, RegisterResponseSchema, TokenResponseSchema, VerifyResponseSchema, WechatLoginBodySchema } from '@chat-platform/contracts'
 import { ProblemError, unauthorized, validationFailed, type Redis } from '@chat-platform/platform'
 import { normalizeEmail, wechatApps, type AuthConfig } from '../config.ts'
 import type { Database } from '../db/database.ts'
@@ -16,7 +16,7 @@ import { code2Session } from '../wechat.ts'
 import type { LoginThrottle } from '../login-throttle.ts'
 import type { Mailer } from '../mail.ts'
 import { sendVerificationInBackground } from './email.ts'
-import { problems, RegisterBodySchema, trimFields } from './schemas.ts'
+import { problems, trimFields } from './schemas.ts'
 
 export interface AuthRoutesOptions {
   db: Kysely<Database>

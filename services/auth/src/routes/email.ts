@@ -3,9 +3,8 @@ import type { FastifyInstance, FastifyBaseLogger } from 'fastify'
 import type { Kysely } from 'kysely'
 import { sql } from 'kysely'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { Type } from 'typebox'
-import { DevMailboxResponseSchema, EmailVerifyBodySchema, MessageResponseSchema, PasswordResetBodySchema, PasswordResetConfirmBodySchema } from '@chat-platform/contracts'
-import { ProblemError, unauthorized, validationFailed } from '@chat-platform/platform'
+import { EmailVerifyBodySchema, InternalEndpoints, MessageResponseSchema, PasswordResetBodySchema, PasswordResetConfirmBodySchema } from '@chat-platform/contracts'
+import { internalRouteSchema, ProblemError, unauthorized, validationFailed } from '@chat-platform/platform'
 import { normalizeEmail, type AuthConfig } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { findUserByEmail, findUserById } from '../db/repositories/users.ts'
@@ -119,10 +118,8 @@ export async function emailRoutes (fastify: FastifyInstance, opts: EmailRoutesOp
 
   if (mailer.devMailbox) {
     const box = mailer.devMailbox
-    app.get('/internal/dev-mailbox', {
-      schema: { hide: true, querystring: Type.Object({ to: Type.Optional(Type.String()) }), response: { 200: DevMailboxResponseSchema } } as never
-    }, async (request) => {
-      const { to } = request.query as { to?: string }
+    app.get(InternalEndpoints.devMailbox.url, { schema: internalRouteSchema(InternalEndpoints.devMailbox) }, async (request) => {
+      const { to } = request.query
       return box.list(to === undefined ? undefined : normalizeEmail(to))
     })
   }

@@ -2,13 +2,13 @@
 import type { FastifyInstance } from 'fastify'
 import type { Kysely } from 'kysely'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { ProfileSchema, type Profile } from '@chat-platform/contracts'
+import { ProfileSchema, ProfileUpdateBodySchema, type Profile } from '@chat-platform/contracts'
 import { unauthorized, validationFailed, type Redis } from '@chat-platform/platform'
 import type { AuthConfig } from '../config.ts'
 import type { Database, User } from '../db/database.ts'
 import { findUserById, updateUserProfile } from '../db/repositories/users.ts'
 import { readTokens } from '../balances.ts'
-import { problems, ProfileUpdateBodySchema, trimFields } from './schemas.ts'
+import { problems, trimFields } from './schemas.ts'
 
 export interface ProfileRoutesOptions { db: Kysely<Database>, redis: Redis, config: AuthConfig }
 

@@ -1,18 +1,8 @@
-// Route schemas of the auth service, built from the shared contracts.
-import { Type } from 'typebox'
-import { Email, Password, Nickname, AvatarUrl, ProblemSchema } from '@chat-platform/contracts'
+// Route helpers of the auth service (its schemas are the shared contracts').
 import type { FastifyRequest } from 'fastify'
 import { normalizeEmail } from '../config.ts'
 
-/** Problem responses for the statuses a route can give (docs; the error handler serializes them). */
-export const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ProblemSchema]))
-
-// Nicknames and emails are trimmed before validation (see trimFields), so the limits apply to the trimmed text.
-export const RegisterBodySchema = Type.Object({ email: Email, password: Password, nickname: Nickname })
-export const ProfileUpdateBodySchema = Type.Object({
-  nickname: Type.Optional(Nickname),
-  avatar_url: Type.Optional(AvatarUrl)
-})
+export { problems } from '@chat-platform/platform'
 
 /** preValidation hook factory: trims the named string fields of the body (and lower-cases `email`). */
 export const trimFields = (...fields: string[]) => async (request: FastifyRequest) => {

@@ -1,6 +1,6 @@
 // `pnpm ops usage:reconcile`: compares chat's recorded usage with billing's applied events (internal HTTP
 // endpoints, never another service's schema) and has chat re-publish what billing never received.
-import { callService } from '@chat-platform/platform'
+import { billingInternal, chatInternal } from '@chat-platform/platform'
 import type { BillingOpsContext } from './context.ts'
 
 export interface ReconcileOptions { since: Date, until?: Date, dryRun?: boolean, graceSeconds?: number }
@@ -26,18 +26,17 @@ export async function usageReconcile (ctx: BillingOpsContext, opts: ReconcileOpt
   if (until.getTime() <= opts.since.getTime()) {
     return { since: opts.since, until, empty: true, recorded: 0, applied: 0, missing: [], requeued: 0, pending: 0 }
   }
-  const range = new URLSearchParams({ since: opts.since.toISOString(), until: until.toISOString() })
+  const window = { since: opts.since.toISOString(), until: until.toISOString() }
   const timeoutMs = 30_000
-  const chatAt = { service: `chat (${ctx.config.CHAT_URL})`, timeoutMs }
-  const chat = await callService<{ events: { event_id: string, occurred_at: string }[], pending?: { count: number } }>(ctx.config.CHAT_URL, `/internal/usage?${range}`, chatAt)
-  const billing = await callService<{ event_ids: string[] }>(ctx.config.BILLING_URL, `/internal/usage-events?${range}`, { service: `billing (${ctx.config.BILLING_URL})`, timeoutMs })
+  const chatApi = chatInternal(ctx.config.CHAT_URL, { service: `chat (${ctx.config.CHAT_URL})`, timeoutMs })
+  const chat = await chatApi.usage(window)
+  const billing = await billingInternal(ctx.config.BILLING_URL, { service: `billing (${ctx.config.BILLING_URL})`, timeoutMs }).usageEvents(window)
   const have = new Set(billing.event_ids)
   const missing = chat.events.map((e) => e.event_id).filter((id) => !have.has(id))
   let requeued = 0
   if (!opts.dryRun) {
     for (let i = 0; i < missing.length; i += CHUNK) {
-      const res = await callService<{ requeued: number }>(ctx.config.CHAT_URL, '/internal/usage/republish', { ...chatAt, method: 'POST', body: { event_ids: missing.slice(i, i + CHUNK) } })
-      requeued += res.requeued
+      requeued += (await chatApi.republish(missing.slice(i, i + CHUNK))).requeued
     }
   }
   return { since: opts.since, until, empty: false, recorded: chat.events.length, applied: billing.event_ids.length, missing, requeued, pending: chat.pending?.count ?? 0 }

@@ -1,35 +1,23 @@
-// /internal/usage: what usage chat recorded, and re-publishing it (for `pnpm ops usage:reconcile`). Never routed by the gateway.
+// /internal/usage: what usage chat recorded, and re-publishing it (for `pnpm ops usage:reconcile`). Never routed by the gateway;
+// the schemas are contracts' InternalEndpoints.
 import type { FastifyInstance } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
-import { Type } from 'typebox'
-import { namespaced, ProblemSchema, Subjects, type UsageRecorded } from '@chat-platform/contracts'
-import { requeueOutbox, validationFailed, writeOutbox } from '@chat-platform/platform'
+import { InternalEndpoints, namespaced, Subjects, type UsageRecorded } from '@chat-platform/contracts'
+import { internalRouteSchema, requeueOutbox, validationFailed, writeOutbox } from '@chat-platform/platform'
 import type { ChatConfig } from '../config.ts'
 import type { ChatDeps } from '../deps.ts'
 import { SCHEMA } from '../db/database.ts'
 import { findUsageByIds, listUsageBetween } from '../db/repositories/usage.ts'
 import { countStalePending } from '../db/repositories/exchanges.ts'
 
-const UsageQuerySchema = Type.Object({
-  since: Type.String({ format: 'date-time' }),
-  until: Type.Optional(Type.String({ format: 'date-time' }))
-})
-const UsageListSchema = Type.Object({
-  events: Type.Array(Type.Object({ event_id: Type.String(), occurred_at: Type.String() })),
-  /** Exchanges (any time) still pending with their lease expired: a process died before charging them; the sweeper settles them. */
-  pending: Type.Object({ count: Type.Integer(), oldest: Type.Union([Type.String(), Type.Null()]) })
-})
-const RepublishBodySchema = Type.Object({ event_ids: Type.Array(Type.String({ format: 'uuid' }), { maxItems: 10_000 }) })
-const RepublishResponseSchema = Type.Object({ requeued: Type.Integer() })
-
 export async function internalUsageRoutes (fastify: FastifyInstance, opts: { deps: ChatDeps, config: ChatConfig }) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
   const { db } = opts.deps
   const subject = namespaced(opts.config.EVENTS_NAMESPACE).subject(Subjects.usageRecorded)
 
-  app.get('/internal/usage', {
-    schema: { querystring: UsageQuerySchema, response: { 200: UsageListSchema, 400: ProblemSchema } }
-  }, async (request) => {
+  const { usage: usageList, usageRepublish } = InternalEndpoints
+
+  app.get(usageList.url, { schema: internalRouteSchema(usageList) }, async (request) => {
     const q = request.query
     const since = new Date(q.since)
     const until = q.until ? new Date(q.until) : undefined
@@ -41,9 +29,7 @@ export async function internalUsageRoutes (fastify: FastifyInstance, opts: { dep
     }
   })
 
-  app.post('/internal/usage/republish', {
-    schema: { body: RepublishBodySchema, response: { 200: RepublishResponseSchema, 400: ProblemSchema } }
-  }, async (request) => {
+  app.post(usageRepublish.url, { schema: internalRouteSchema(usageRepublish) }, async (request) => {
     const ids = [...new Set(request.body.event_ids)]
     const usage = await findUsageByIds(db, ids)
     if (usage.length === 0) return { requeued: 0 }
@@ -65,7 +51,8 @@ export async function internalUsageRoutes (fastify: FastifyInstance, opts: { dep
           completion_tokens: u.completion_tokens,
           usage_source: u.usage_source,
           ...(u.estimated_amount === null ? {} : { estimated_amount: u.estimated_amount }),
-          ...(u.simulated ? { simulated: true as const } : {})
+          ...(u.simulated ? { simulated: true as const } : {}),
+          ...(u.purpose === 'title' ? { purpose: 'title' as const } : {})
         }
         await writeOutbox(trx, SCHEMA, subject, event, String(request.id))
         rebuilt++

@@ -25,3 +25,9 @@ export async function setWechatUnionid (db: Db, id: number, unionid: string): Pr
 export async function lockWechatKey (db: Db, key: string): Promise<void> {
   await sql`select pg_advisory_xact_lock(hashtext(${'auth:wechat:' + key}))`.execute(db)
 }
+
+/** The user's openid in the app `appid` (the oldest, should a user hold two there), or undefined. */
+export async function findOpenidOfUser (db: Db, userId: number, appid: string): Promise<string | undefined> {
+  const row = await db.selectFrom('wechat_identities').select('openid').where('user_id', '=', userId).where('appid', '=', appid).orderBy('id').limit(1).executeTakeFirst()
+  return row?.openid
+}
