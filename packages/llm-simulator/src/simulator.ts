@@ -13,6 +13,10 @@ export interface SimulatorKnobs {
   chunkDelayMs: number
   /** Answer every request with this HTTP status and an OpenAI-style error body. */
   errorStatus?: number
+  /** With errorStatus: only this many requests (counted from the last reset) get the error, later ones are answered. */
+  errorTimes?: number
+  /** With errorStatus: extra response headers (e.g. `retry-after`). */
+  errorHeaders?: Record<string, string>
   /** Never answer (the connection stays open until the client gives up). */
   hang: boolean
   /** Answer only once this settles (tests use it to hold an exchange in flight). */
@@ -86,6 +90,8 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
   const state: SimulatorKnobs = { ...defaults(), ...knobs }
   const requests: SimulatedRequest[] = []
   let seq = 0
+  /** Requests since the last reset (errorTimes counts them). */
+  let received = 0
 
   const handle = async (req: IncomingMessage, res: ServerResponse) => {
     if (req.method !== 'POST' || !/\/chat\/completions$/.test(req.url ?? '')) {
@@ -105,12 +111,13 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
     requests.push(record)
     res.on('close', () => { if (!res.writableFinished) record.aborted = true })
     const k = { ...state }
+    const nth = ++received
     if (k.hang) return
     if (k.hold) await k.hold.catch(() => {})
     if (k.latencyMs) await sleep(k.latencyMs)
     if (res.destroyed) return
-    if (k.errorStatus) {
-      res.writeHead(k.errorStatus, { 'content-type': 'application/json', 'x-should-retry': 'false' })
+    if (k.errorStatus && (k.errorTimes === undefined || nth <= k.errorTimes)) {
+      res.writeHead(k.errorStatus, { 'content-type': 'application/json', 'x-should-retry': 'false', ...k.errorHeaders })
       res.end(JSON.stringify({ error: { message: `simulated error ${k.errorStatus}`, type: 'server_error', param: null, code: null } }))
       return
     }
@@ -179,6 +186,7 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
     reset (next = {}) {
       for (const key of Object.keys(state) as (keyof SimulatorKnobs)[]) delete state[key]
       Object.assign(state, defaults(), next)
+      received = 0
     },
     async close () {
       server.closeAllConnections()

@@ -28,7 +28,7 @@ export const ChatConfigSchema = Type.Object({
   /** A 429 whose Retry-After is at most this long is waited out on the same provider (once); a longer one moves on. */
   CHAT_LLM_RETRY_AFTER_MAX_MS: Type.Integer({ default: 2000, minimum: 0, maximum: 60_000 }),
   /** A provider's circuit opens after this many consecutive failures before the first byte. */
-  CHAT_BREAKER_FAILURES: Type.Integer({ default: 3, minimum: 1, maximum: 1000 }),
+  CHAT_BREAKER_FAILURES: Type.Integer({ default: 5, minimum: 1, maximum: 1000 }),
   /** An open circuit lets one probe through after this long (half-open). */
   CHAT_BREAKER_COOLDOWN_MS: Type.Integer({ default: 30_000, minimum: 100 }),
   /** Unset: the built-in offline simulator answers (see packages/llm-simulator). */

@@ -10,6 +10,7 @@ import { SCHEMA, type Database } from './db/database.ts'
 import { migrations } from './db/migrations/index.ts'
 import { LlmClient } from './llm/client.ts'
 import { ModelRegistry } from './llm/models.ts'
+import { LlmRouter, type RoutedProvider } from './llm/router.ts'
 import { createTokenizer, type Tokenizer } from '@chat-platform/tokenizer'
 import { startSimulator, type Simulator } from '@chat-platform/llm-simulator'
 import { createUserDeletedConsumer } from './events/user-deleted.consumer.ts'
@@ -24,7 +25,8 @@ export interface ChatDeps {
   revocations: RevocationFeed
   /** Deletes a deleted user's sessions and messages (auth.user.deleted); started by server.ts. */
   userDeleted: ReturnType<typeof createUserDeletedConsumer>
-  llm: LlmClient
+  /** The model calls, failed over across each model's providers. */
+  llm: LlmRouter
   /** The configured models (CHAT_MODELS, or CHAT_MODEL alone). */
   models: ModelRegistry
   tokenizer: Tokenizer
@@ -34,25 +36,48 @@ export interface ChatDeps {
   metrics: ChatMetrics
 }
 
-/** The LLM client: the configured provider, or the offline simulator when there is no key. */
-export async function createLlm (config: ChatConfig, log: Logger, metrics?: ChatMetrics): Promise<{ llm: LlmClient, simulator?: Simulator }> {
+/**
+ * The LLM: CHAT_PROVIDERS (each an OpenAI-compatible upstream for its models, failed over in order), else one
+ * provider serving every model: OPENAI_BASE_URL/OPENAI_API_KEY, or the offline simulator when there is no key.
+ * The SDK's own retries are off: each attempt is one request, and the router decides what follows.
+ */
+export async function createLlm (config: ChatConfig, log: Logger, metrics?: ChatMetrics): Promise<{ llm: LlmRouter, simulator?: Simulator }> {
   let simulator: Simulator | undefined
-  if (!config.OPENAI_API_KEY) {
-    simulator = await startSimulator({ chunkDelayMs: config.CHAT_SIMULATOR_CHUNK_DELAY_MS }, { tokenizerModel: config.CHAT_MODEL })
-    log.warn({ llm: 'simulated', url: simulator.url }, 'OPENAI_API_KEY is not set: replies come from the offline LLM simulator (simulated)')
-  } else {
-    log.info({ llm: config.OPENAI_BASE_URL ?? 'https://api.openai.com/v1', model: config.CHAT_MODEL }, 'LLM provider configured')
-  }
-  const llm = new LlmClient({
-    baseURL: simulator?.url ?? config.OPENAI_BASE_URL,
-    apiKey: config.OPENAI_API_KEY ?? 'simulated',
+  const client = (name: string, baseURL: string | undefined, apiKey: string, simulated: boolean) => new LlmClient({
+    baseURL,
+    apiKey,
     model: config.CHAT_MODEL,
     timeoutMs: config.CHAT_LLM_TIMEOUT_MS,
-    maxRetries: config.CHAT_LLM_MAX_RETRIES,
+    maxRetries: 0,
     maxOutputTokens: config.CHAT_MAX_OUTPUT_TOKENS,
     log,
-    provider: simulator ? 'simulator' : providerName(config.OPENAI_BASE_URL),
-    simulated: simulator !== undefined,
+    provider: name,
+    simulated,
+    metrics
+  })
+  let providers: RoutedProvider[]
+  if (config.CHAT_PROVIDERS) {
+    providers = config.CHAT_PROVIDERS.map((p) => ({ name: p.name, client: client(p.name, p.base_url, p.api_key, false), models: p.models, simulated: false }))
+    log.info({ providers: config.CHAT_PROVIDERS.map((p) => ({ name: p.name, base_url: p.base_url, models: p.models })) }, 'LLM providers configured')
+  } else {
+    const models = config.CHAT_MODELS.map((m) => m.id)
+    if (!config.OPENAI_API_KEY) {
+      simulator = await startSimulator({ chunkDelayMs: config.CHAT_SIMULATOR_CHUNK_DELAY_MS }, { tokenizerModel: config.CHAT_MODEL })
+      log.warn({ llm: 'simulated', url: simulator.url }, 'OPENAI_API_KEY is not set: replies come from the offline LLM simulator (simulated)')
+      providers = [{ name: 'simulator', client: client('simulator', simulator.url, 'simulated', true), models, simulated: true }]
+    } else {
+      log.info({ llm: config.OPENAI_BASE_URL ?? 'https://api.openai.com/v1', models }, 'LLM provider configured')
+      const name = providerName(config.OPENAI_BASE_URL)
+      providers = [{ name, client: client(name, config.OPENAI_BASE_URL, config.OPENAI_API_KEY, false), models, simulated: false }]
+    }
+  }
+  const llm = new LlmRouter(providers, {
+    defaultModel: config.CHAT_MODEL,
+    maxRetries: config.CHAT_LLM_MAX_RETRIES,
+    retryAfterMaxMs: config.CHAT_LLM_RETRY_AFTER_MAX_MS,
+    breakerFailures: config.CHAT_BREAKER_FAILURES,
+    breakerCooldownMs: config.CHAT_BREAKER_COOLDOWN_MS,
+    log,
     metrics
   })
   return { llm, simulator }

@@ -1,4 +1,4 @@
-// Chat's domain metrics in /metrics: model calls (latency, errors, first token), the outbox backlog, settled and retried records.
+// Chat's domain metrics in /metrics: model calls (latency, errors, first token), providers (circuit, failures, failovers), the outbox backlog, settled and retried records.
 import { sql, type Kysely } from 'kysely'
 import { Counter, Gauge, Histogram, type Metric } from '@chat-platform/platform'
 import type { Database } from './db/database.ts'
@@ -13,6 +13,12 @@ export interface ChatMetrics {
   llmCall: (labels: { provider: string, model: string, mode: 'json' | 'stream' }, outcome: LlmCallOutcome, seconds: number) => void
   /** Streams: from the request to the first content chunk. */
   llmFirstToken: (labels: { provider: string, model: string }, seconds: number) => void
+  /** A provider's circuit: 0 closed, 1 half-open, 2 open. */
+  providerState: (provider: string, state: 0 | 1 | 2) => void
+  /** An attempt that failed (reason: connect, timeout, rate_limited, server_error, status_NNN, broken, cut). */
+  providerFailure: (provider: string, reason: string) => void
+  /** A call moved on from `provider` to the model's next one (or gave up), and why. */
+  llmFailover: (labels: { provider: string, model: string, reason: string }) => void
   /** The sweeper settled an exchange its process left pending (`charged`: false when it had been recorded meanwhile). */
   pendingSettled: (charged: boolean) => void
   /** A record retried in the background: `started`, then `landed` or `gave_up`. */
@@ -54,7 +60,25 @@ export function createChatMetrics (opts: { db?: Kysely<Database> } = {}): ChatMe
     labelNames: ['what', 'outcome'],
     registers: []
   })
-  const all: Metric[] = [duration, errors, firstToken, settled, retries]
+  const providerState = new Gauge({
+    name: 'chat_llm_provider_state',
+    help: 'Each LLM provider\'s circuit breaker in this process: 0 closed (healthy), 1 half-open (probing), 2 open (skipped until its cool-down ends)',
+    labelNames: ['provider'],
+    registers: []
+  })
+  const providerFailures = new Counter({
+    name: 'chat_llm_provider_failures_total',
+    help: 'Failed attempts per LLM provider and reason (connect, timeout, rate_limited, server_error, status_NNN, broken: nothing produced; cut: output, then an error)',
+    labelNames: ['provider', 'reason'],
+    registers: []
+  })
+  const failovers = new Counter({
+    name: 'chat_llm_failovers_total',
+    help: 'Calls that moved on from a provider that failed before the first byte, by that provider, model and reason',
+    labelNames: ['provider', 'model', 'reason'],
+    registers: []
+  })
+  const all: Metric[] = [duration, errors, firstToken, settled, retries, providerState, providerFailures, failovers]
   const { db } = opts
   if (db) {
     all.push(new Gauge({
@@ -77,6 +101,9 @@ export function createChatMetrics (opts: { db?: Kysely<Database> } = {}): ChatMe
       if (outcome !== 'ok') errors.inc({ ...labels, outcome })
     },
     llmFirstToken (labels, seconds) { firstToken.observe(labels, seconds) },
+    providerState (provider, state) { providerState.set({ provider }, state) },
+    providerFailure (provider, reason) { providerFailures.inc({ provider, reason }) },
+    llmFailover (labels) { failovers.inc(labels) },
     pendingSettled (charged) { settled.inc({ charged: String(charged) }) },
     recordRetry (what, outcome) { retries.inc({ what, outcome }) },
     all

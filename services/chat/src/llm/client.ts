@@ -1,4 +1,4 @@
-// The LLM through the openai SDK: one call per exchange, JSON or streamed, with our own deadlines and error mapping.
+// One OpenAI-compatible provider through the openai SDK: one call, JSON or streamed, with our own deadlines and error mapping (failover: router.ts).
 import OpenAI, { APIConnectionError, APIConnectionTimeoutError, APIError, APIUserAbortError } from 'openai'
 import { ProblemError } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
@@ -8,12 +8,14 @@ import type { ChatMetrics, LlmCallOutcome } from '../metrics.ts'
 export interface LlmOptions {
   baseURL?: string
   apiKey: string
+  /** The model asked for when a call names none. */
   model: string
   timeoutMs: number
+  /** The SDK's own retries: 0 under the router (each attempt is one request; the router decides what follows). */
   maxRetries: number
   maxOutputTokens?: number
   log: Logger
-  /** The metrics' provider label: `simulator`, or the provider's host. */
+  /** The metrics' provider label: CHAT_PROVIDERS' name, `simulator`, or the provider's host. */
   provider?: string
   /** The offline simulator answers (no OPENAI_API_KEY): usage events say so. */
   simulated?: boolean
@@ -64,46 +66,46 @@ export class LlmClient {
   }
 
   // max_tokens bounds what one exchange can cost (with the prompt budget): CHAT_MAX_OUTPUT_TOKENS.
-  private params (messages: PromptMessage[]) {
-    return { model: this.model, messages, ...(this.opts.maxOutputTokens ? { max_tokens: this.opts.maxOutputTokens } : {}) }
+  private params (messages: PromptMessage[], model: string) {
+    return { model, messages, ...(this.opts.maxOutputTokens ? { max_tokens: this.opts.maxOutputTokens } : {}) }
   }
 
   /** One JSON completion, bounded as a whole by the timeout (retries included). */
-  async complete (messages: PromptMessage[], signal?: AbortSignal): Promise<LlmOutcome> {
+  async complete (messages: PromptMessage[], signal?: AbortSignal, model: string = this.model): Promise<LlmOutcome> {
     const started = performance.now()
-    return this.measured('json', started, await this.callJson(messages, signal))
+    return this.measured('json', model, started, await this.callJson(messages, model, signal))
   }
 
   /**
    * A streamed completion with usage requested. The timeout bounds the wait for the first chunk and every
    * gap between chunks. `signal` (the client leaving) aborts the upstream request at once.
    */
-  async stream (messages: PromptMessage[], onDelta: (text: string) => void, signal?: AbortSignal): Promise<LlmOutcome> {
+  async stream (messages: PromptMessage[], onDelta: (text: string) => void, signal?: AbortSignal, model: string = this.model): Promise<LlmOutcome> {
     const started = performance.now()
     let first = true
-    const outcome = await this.callStream(messages, (text) => {
+    const outcome = await this.callStream(messages, model, (text) => {
       if (first) {
         first = false
-        this.opts.metrics?.llmFirstToken({ provider: this.provider, model: this.model }, (performance.now() - started) / 1000)
+        this.opts.metrics?.llmFirstToken({ provider: this.provider, model }, (performance.now() - started) / 1000)
       }
       onDelta(text)
     }, signal)
-    return this.measured('stream', started, outcome)
+    return this.measured('stream', model, started, outcome)
   }
 
-  private measured (mode: 'json' | 'stream', started: number, outcome: LlmOutcome): LlmOutcome {
-    this.opts.metrics?.llmCall({ provider: this.provider, model: this.model, mode }, outcomeOf(outcome), (performance.now() - started) / 1000)
+  private measured (mode: 'json' | 'stream', model: string, started: number, outcome: LlmOutcome): LlmOutcome {
+    this.opts.metrics?.llmCall({ provider: this.provider, model, mode }, outcomeOf(outcome), (performance.now() - started) / 1000)
     return outcome
   }
 
-  private async callJson (messages: PromptMessage[], signal?: AbortSignal): Promise<LlmOutcome> {
+  private async callJson (messages: PromptMessage[], model: string, signal?: AbortSignal): Promise<LlmOutcome> {
     const ac = new AbortController()
     let timedOut = false
     const timer = setTimeout(() => { timedOut = true; ac.abort() }, this.opts.timeoutMs)
     const onAbort = () => ac.abort()
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      const res = await this.client.chat.completions.create({ ...this.params(messages), stream: false }, { signal: ac.signal })
+      const res = await this.client.chat.completions.create({ ...this.params(messages, model), stream: false }, { signal: ac.signal })
       const content = res.choices[0]?.message?.content ?? ''
       return { content, usage: usageOf(res.usage), finished: true, clientAborted: false }
     } catch (err) {
@@ -115,7 +117,7 @@ export class LlmClient {
     }
   }
 
-  private async callStream (messages: PromptMessage[], onDelta: (text: string) => void, signal?: AbortSignal): Promise<LlmOutcome> {
+  private async callStream (messages: PromptMessage[], model: string, onDelta: (text: string) => void, signal?: AbortSignal): Promise<LlmOutcome> {
     const ac = new AbortController()
     let timedOut = false
     let timer: NodeJS.Timeout | undefined
@@ -132,7 +134,7 @@ export class LlmClient {
     let error: ProblemError | undefined
     arm()
     try {
-      const stream = await this.client.chat.completions.create({ ...this.params(messages), stream: true, stream_options: { include_usage: true } }, { signal: ac.signal })
+      const stream = await this.client.chat.completions.create({ ...this.params(messages, model), stream: true, stream_options: { include_usage: true } }, { signal: ac.signal })
       // The SDK's iterator ends quietly (no throw) when aborted, so the flags above tell how it ended.
       for await (const chunk of stream) {
         arm()
