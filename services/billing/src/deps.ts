@@ -12,6 +12,9 @@ import { deleteExpiredIdempotencyKeys } from './db/repositories/idempotency-keys
 import type { LedgerRules } from './ledger.ts'
 import { createUsageConsumer } from './events/usage-recorded.consumer.ts'
 import { createSignupConsumer } from './events/user-registered.consumer.ts'
+import { newPaymentStats, type Payments } from './payments/orders.ts'
+import { createPaymentProvider, authOpenids } from './payments/provider.ts'
+import { createOrderPoller, type OrderPoller } from './payments/poller.ts'
 
 export interface BillingDeps {
   db: Kysely<Database>
@@ -24,7 +27,11 @@ export interface BillingDeps {
   consumers: { usage: BatchConsumer<any>, signup: BatchConsumer<any> }
   /** Revoked access tokens from auth's AUTH_REVOCATIONS (read from its start at boot). */
   revocations: RevocationFeed
-  /** Starts the consumers and the idempotency-key cleanup. */
+  /** Paid top-ups: the WeChat Pay provider (or the simulator, or none), the packages, the counts for /metrics. */
+  payments: Payments
+  /** Asks WeChat Pay about pending orders whose callback never came and closes expired ones. */
+  orderPoller: OrderPoller
+  /** Starts the consumers, the order poller and the idempotency-key cleanup. */
   start: () => Promise<void>
   /** Stops them: the consumer loops finish the batches in flight and hand back what they buffered. */
   stop: () => Promise<void>
@@ -56,6 +63,15 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
   const consumers = { usage: createUsageConsumer({ ...common, knownUsers: known }), signup: createSignupConsumer(common) }
   const revocations = new RevocationFeed({ nc, stream: ns.streams.AUTH_REVOCATIONS.name, log })
   revocations.start()
+  const payments: Payments = {
+    config: config.payments,
+    provider: await createPaymentProvider(config.payments),
+    openidOf: authOpenids(config.AUTH_URL),
+    stats: newPaymentStats(),
+    books: { db, redis, log },
+    rules
+  }
+  const orderPoller = createOrderPoller(payments)
   let cleanup: NodeJS.Timeout | undefined
   const sweep = () => deleteExpiredIdempotencyKeys(db, config.IDEMPOTENCY_TTL_HOURS)
     .catch((err) => log.warn({ err: (err as Error).message }, 'idempotency key cleanup failed'))
@@ -68,15 +84,19 @@ export async function createDeps (config: BillingConfig, log: Logger): Promise<B
     knownUser: known.has,
     consumers,
     revocations,
+    payments,
+    orderPoller,
     async start () {
       await consumers.signup.start()
       await consumers.usage.start()
+      orderPoller.start()
       sweep().catch(() => {})
       cleanup = setInterval(sweep, 3600_000)
       cleanup.unref()
     },
     async stop () {
       clearInterval(cleanup)
+      await orderPoller.stop()
       await Promise.all([consumers.usage.stop(), consumers.signup.stop()])
     }
   }

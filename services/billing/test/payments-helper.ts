@@ -1,0 +1,72 @@
+// Test helpers for paid top-ups: a billing app whose WeChat Pay is the fake one on loopback (real signatures both ways).
+import type { InjectOptions } from 'fastify'
+import { generateKeySet, startFakeWechatPay, type FakeWechatPay, type TestKeySet } from '@chat-platform/wechatpay/testing'
+import type { SignedNotification } from '@chat-platform/wechatpay'
+import { waitFor } from '@chat-platform/platform/testing'
+import { loadBillingConfig } from '../src/config.ts'
+import { createDeps, closeDeps } from '../src/deps.ts'
+import { buildApp } from '../src/app.ts'
+import { auditLedger } from '../src/audit.ts'
+import { createProducerStreams, silent, testEnv, bearer, type Teardown } from './helper.ts'
+
+export const NOTIFY = '/api/billing/wechatpay/notify'
+
+/** The WECHATPAY_* variables of a key set whose WeChat Pay is at `apiBase`. */
+export function merchantEnv (keys: TestKeySet, apiBase: string): Record<string, string> {
+  return {
+    WECHATPAY_MCHID: keys.mchid,
+    WECHATPAY_APPID: keys.appid,
+    WECHATPAY_MERCHANT_SERIAL: keys.merchant.serial,
+    WECHATPAY_PRIVATE_KEY: keys.merchant.privateKey,
+    WECHATPAY_APIV3_KEY: keys.apiV3Key,
+    WECHATPAY_PUBLIC_KEY: keys.platform.publicKey,
+    WECHATPAY_PUBLIC_KEY_ID: keys.platform.keyId,
+    WECHATPAY_NOTIFY_URL: 'http://127.0.0.1:9/api/billing/wechatpay/notify',
+    WECHATPAY_API_BASE: apiBase
+  }
+}
+
+export interface PaymentsAppOptions {
+  /** Extra environment (e.g. NODE_ENV, ORDER_POLL_AFTER_MS). */
+  env?: Record<string, string>
+  /** Start a fake WeChat Pay and configure the merchant (default true); false: unconfigured (simulator or 503). */
+  merchant?: boolean
+  /** openids auth would answer, by user id. */
+  openids?: Record<number, string>
+}
+
+/** A billing app (not listening) on a fresh database, with the fake WeChat Pay; the poller is not started (tests run rounds). */
+export async function buildPaymentsApp (t: Teardown, opts: PaymentsAppOptions = {}) {
+  let keys: TestKeySet | undefined
+  let fake: FakeWechatPay | undefined
+  if (opts.merchant !== false) {
+    keys = await generateKeySet()
+    fake = await startFakeWechatPay({ keys })
+    t.teardown(() => fake!.close())
+  }
+  const env = await testEnv(t, { ORDER_POLL_MS: '0', ...(keys && fake ? merchantEnv(keys, fake.url) : {}), ...opts.env })
+  const config = loadBillingConfig(env)
+  const deps = await createDeps(config, silent)
+  const openids = opts.openids ?? {}
+  deps.payments.openidOf = async (userId) => openids[userId] ?? null
+  await createProducerStreams(deps, env.EVENTS_NAMESPACE)
+  const app = buildApp(deps, config)
+  app.addHook('onClose', async () => { await closeDeps(deps) })
+  t.teardown(() => app.close())
+  await app.ready()
+  await waitFor(() => deps.redis.status === 'ready', { what: 'redis' })
+
+  const order = async (userId: number, body: Record<string, unknown> = { package_id: 'starter', channel: 'native' }, headers: Record<string, string> = {}) =>
+    await app.inject({ method: 'POST', url: '/api/billing/orders', payload: body, headers: { ...bearer(userId), ...headers } })
+  /** Posts a built callback the way WeChat Pay does: its exact bytes, its headers. */
+  const notify = async (n: SignedNotification) =>
+    await app.inject({ method: 'POST', url: NOTIFY, headers: { ...n.headers, 'content-type': 'application/json' }, payload: n.body } as InjectOptions)
+  const balance = async (userId: number) => (await app.inject({ method: 'GET', url: '/api/user/balance', headers: bearer(userId) })).json().balance as number
+  const payments = async (userId: number) => await deps.db.selectFrom('transactions').selectAll().where('user_id', '=', userId).where('kind', '=', 'payment').execute()
+  const orderRow = async (orderNo: string) => await deps.db.selectFrom('orders').selectAll().where('order_no', '=', orderNo).executeTakeFirstOrThrow()
+  const audit = async () => {
+    const report = await auditLedger(deps.db)
+    return report.breaks
+  }
+  return { app, deps, config, env, keys, fake: fake!, order, notify, balance, payments, orderRow, audit }
+}
