@@ -6,7 +6,7 @@ import { loggerOptions } from './logger.ts'
 import { validatorCompiler } from './validation.ts'
 import { errorHandlerPlugin, frameworkErrors } from './error-handler.ts'
 import { ProblemError } from './errors.ts'
-import { protectInternalRoutes } from './internal-auth.ts'
+import { protectInternalRoutes, recordInternalRoutes } from './internal-auth.ts'
 import { setInternalToken } from './http-client.ts'
 
 export const BODY_LIMIT = 1024 * 1024
@@ -99,6 +99,7 @@ export function createHttpApp (opts: HttpAppOptions) {
   }).withTypeProvider<TypeBoxTypeProvider>()
   app.setValidatorCompiler(validatorCompiler())
   if (Object.hasOwn(opts, 'internalToken')) {
+    recordInternalRoutes(app)
     protectInternalRoutes(app, opts.internalToken)
     setInternalToken(opts.internalToken)
   }

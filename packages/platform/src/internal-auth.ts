@@ -38,3 +38,26 @@ export function protectInternalRoutes (app: FastifyInstance, token: string | und
     route.onRequest = [check, ...own]
   })
 }
+
+/** An /internal/ route as an app declared it: method, url and the schema object it gave. */
+export interface DeclaredInternalRoute { method: string, url: string, schema: Record<string, unknown> | undefined }
+
+const declared = new WeakMap<FastifyInstance, DeclaredInternalRoute[]>()
+
+/**
+ * Keeps the /internal/ routes `app` declares from now on (its plugins' included), for the contract tests
+ * (packages/platform/src/testing/contracts.ts) to compare with contracts' InternalEndpoints.
+ */
+export function recordInternalRoutes (app: FastifyInstance): void {
+  const routes: DeclaredInternalRoute[] = []
+  declared.set(app, routes)
+  app.addHook('onRoute', (route) => {
+    if (!route.url.startsWith(INTERNAL_PATH_PREFIX)) return
+    for (const method of [route.method].flat()) routes.push({ method, url: route.url, schema: route.schema as Record<string, unknown> | undefined })
+  })
+}
+
+/** The /internal/ routes `app` declared since recordInternalRoutes (createHttpApp calls it for every service). */
+export function declaredInternalRoutes (app: FastifyInstance): DeclaredInternalRoute[] {
+  return [...(declared.get(app) ?? [])]
+}

@@ -3,7 +3,13 @@
 // Pay), through app.inject and through the typed client billing uses.
 import t from 'tap'
 import { authInternal } from '@chat-platform/platform'
+import { assertInternalContracts } from '@chat-platform/platform/testing'
 import { buildTestApp } from '../helper.ts'
+
+t.test('every internal route is a contract, with the contract\'s schemas (the development mailbox only without MAIL_URL)', async (t) => {
+  assertInternalContracts(t, (await buildTestApp(t)).app, 'auth')
+  assertInternalContracts(t, (await buildTestApp(t, { MAIL_URL: 'smtp://127.0.0.1:1', MAIL_FROM: 'a@example.com' })).app, 'auth', { absent: ['devMailbox'] })
+})
 
 t.test('answers 200 with the id for a registered user and 404 otherwise', async (t) => {
   const s = await buildTestApp(t)

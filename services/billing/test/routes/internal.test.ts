@@ -3,6 +3,11 @@ import t from 'tap'
 import { buildTestApp, usageEvent } from '../helper.ts'
 import { applyUsageEvents } from '../../src/ledger.ts'
 import { balanceCacheKey as balanceKey } from '@chat-platform/contracts'
+import { assertInternalContracts } from '@chat-platform/platform/testing'
+
+t.test('every internal route is a contract, with the contract\'s schemas', async (t) => {
+  assertInternalContracts(t, (await buildTestApp(t)).app, 'billing')
+})
 
 t.test('GET /internal/balances/:user_id opens the account with the bonus and warms the Redis copy', async (t) => {
   const { app, deps } = await buildTestApp(t, { SIGNUP_BONUS: '300' })

@@ -1,8 +1,12 @@
 // /internal/usage and /internal/usage/republish: what usage:reconcile reads and re-sends.
 import t from 'tap'
-import { waitFor } from '@chat-platform/platform/testing'
+import { assertInternalContracts, waitFor } from '@chat-platform/platform/testing'
 import { buildTestApp } from '../helper.ts'
 import { insertUserMessage } from '../../src/db/repositories/exchanges.ts'
+
+t.test('every internal route is a contract, with the contract\'s schemas', async (t) => {
+  assertInternalContracts(t, (await buildTestApp(t)).app, 'chat')
+})
 
 t.test('internal usage routes', async (t) => {
   const s = await buildTestApp(t)
