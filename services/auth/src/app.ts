@@ -12,6 +12,7 @@ import { internalRoutes } from './routes/internal.ts'
 import { sessionRoutes } from './routes/sessions.ts'
 import { accountRoutes } from './routes/account.ts'
 import { emailRoutes } from './routes/email.ts'
+import { adminRoutes } from './routes/admin.ts'
 
 export interface BuildOptions { fastify?: FastifyServerOptions }
 
@@ -45,6 +46,7 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
   app.register(accountRoutes, { db: deps.db, config, throttle, verifications })
   app.register(emailRoutes, { db: deps.db, config, mailer: deps.mailer })
   app.register(profileRoutes, { db: deps.db, redis: deps.redis, config })
+  app.register(adminRoutes, { db: deps.db })
   app.register(internalRoutes, { db: deps.db })
   // The dummy hash is ready before the first login, so an unknown email never pays for making it.
   app.addHook('onReady', async () => { await dummyHash() })

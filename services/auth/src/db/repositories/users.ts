@@ -41,3 +41,26 @@ export async function setUserRoleByEmail (db: Db, email: string, role: UserRole)
     .returning(['id', 'email', 'role'])
     .executeTakeFirst()
 }
+
+/** `%`, `_` and `\\` taken literally in a LIKE pattern (escape character: backslash). */
+export const escapeLike = (s: string) => s.replace(/[\\%_]/g, (c) => '\\' + c)
+
+/**
+ * Users whose email or nickname contains `query` (case-insensitive, wildcards literal) or whose id it is, newest
+ * first, at most `limit`; an empty query lists the newest users. A substring match scans users (no trigram index):
+ * bounded by `limit`, and an admin's occasional search.
+ */
+export async function searchUsers (db: Db, opts: { query: string, limit: number, beforeId?: number }) {
+  const id = /^[1-9][0-9]{0,15}$/.test(opts.query) && Number.isSafeInteger(Number(opts.query)) ? Number(opts.query) : undefined
+  const pattern = `%${escapeLike(opts.query)}%`
+  return await db.selectFrom('users').select(['id', 'email', 'nickname', 'role', 'created_at'])
+    .$if(opts.query !== '', (q) => q.where((eb) => eb.or([
+      sql<boolean>`email ilike ${pattern}`,
+      sql<boolean>`nickname ilike ${pattern}`,
+      ...(id === undefined ? [] : [eb('id', '=', id)])
+    ])))
+    .$if(opts.beforeId !== undefined, (q) => q.where('id', '<', opts.beforeId!))
+    .orderBy('id', 'desc')
+    .limit(opts.limit)
+    .execute()
+}
