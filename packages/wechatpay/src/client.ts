@@ -146,6 +146,7 @@ export function createWechatPayClient (cfg: WechatPayConfig): WechatPayClient {
       const { body } = await call('GET', `${orderPath(outTradeNo)}?mchid=${encodeURIComponent(cfg.mchid)}`, undefined, { notFoundIsNull: true })
       if (body === null) return null
       if (!isTransaction(body)) throw new WechatPayError('answer_malformed', `WeChat Pay's answer to the query of ${outTradeNo} is not a transaction`)
+      if (body.out_trade_no !== outTradeNo) throw new WechatPayError('answer_malformed', `WeChat Pay answered the query of ${outTradeNo} with order ${body.out_trade_no}`)
       return body
     },
 

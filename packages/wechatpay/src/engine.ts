@@ -227,25 +227,39 @@ export class WechatPayEngine {
     return { headers: { 'content-type': 'application/json', ...headers, 'request-id': randomBytes(16).toString('hex') }, body: sent }
   }
 
-  /** Answers one merchant request the way api.mch.weixin.qq.com does. */
-  handle (req: EngineRequest): EngineAnswer {
+  /** A signed answer (signed with the key the request's Wechatpay-Serial asks for, when this server holds it). */
+  answer (req: Pick<EngineRequest, 'headers'>, status: number, payload?: unknown): EngineAnswer {
+    const asked = req.headers['wechatpay-serial']
+    const keyId = asked && this.keys.has(asked) ? asked : this.currentKeyId
+    const body = payload === undefined ? '' : JSON.stringify(payload)
+    return { status, headers: { ...(body ? { 'content-type': 'application/json' } : {}), 'request-id': randomBytes(16).toString('hex'), ...this.signHeaders(body, keyId) }, body }
+  }
+
+  /** Checks a request's Authorization (merchant, certificate serial, timestamp window, signature): the refusal, or null. */
+  authenticate (req: EngineRequest): EngineAnswer | null {
+    const error = (status: number, code: string, message: string) => this.answer(req, status, { code, message })
     const auth = parseAuthorization(req.headers.authorization)
-    const merchant = auth ? this.merchants.get(auth.mchid) : undefined
-    const askedKey = req.headers['wechatpay-serial']
-    const keyId = askedKey && this.keys.has(askedKey) ? askedKey : this.currentKeyId
-    const answer = (status: number, payload?: unknown): EngineAnswer => {
-      const body = payload === undefined ? '' : JSON.stringify(payload)
-      return { status, headers: { ...(body ? { 'content-type': 'application/json' } : {}), 'request-id': randomBytes(16).toString('hex'), ...this.signHeaders(body, keyId) }, body }
-    }
-    const error = (status: number, code: string, message: string) => answer(status, { code, message })
     if (!auth) return error(401, 'SIGN_ERROR', 'Authorization 头缺失或格式错误 (WECHATPAY2-SHA256-RSA2048 expected)')
+    const merchant = this.merchants.get(auth.mchid)
     if (!merchant) return error(401, 'SIGN_ERROR', `商户号 ${auth.mchid} 不存在`)
     if (auth.serial_no !== merchant.merchantSerial) return error(401, 'SIGN_ERROR', `证书序列号 ${auth.serial_no} 不是商户的 API 证书`)
     if (!/^\d+$/.test(auth.timestamp) || Math.abs(this.now() / 1000 - Number(auth.timestamp)) > TIMESTAMP_WINDOW_SECONDS) return error(401, 'SIGN_ERROR', '签名时间戳已过期')
     if (!verify(buildRequestMessage(req.method, req.url, auth.timestamp, auth.nonce_str, req.body), auth.signature, merchant.pub)) {
       return error(401, 'SIGN_ERROR', '签名错误')
     }
-    if (askedKey && !this.keys.has(askedKey)) return error(400, 'INVALID_REQUEST', `Wechatpay-Serial ${askedKey} 不是有效的微信支付公钥ID`)
+    const asked = req.headers['wechatpay-serial']
+    if (asked && !this.keys.has(asked)) return error(400, 'INVALID_REQUEST', `Wechatpay-Serial ${asked} 不是有效的微信支付公钥ID`)
+    return null
+  }
+
+  /** Answers one merchant request the way api.mch.weixin.qq.com does. */
+  handle (req: EngineRequest): EngineAnswer {
+    const refused = this.authenticate(req)
+    if (refused) return refused
+    const auth = parseAuthorization(req.headers.authorization)!
+    const merchant = this.merchants.get(auth.mchid)!
+    const answer = (status: number, payload?: unknown) => this.answer(req, status, payload)
+    const error = (status: number, code: string, message: string) => answer(status, { code, message })
 
     if (req.method === 'POST' && (req.url === '/v3/pay/transactions/jsapi' || req.url === '/v3/pay/transactions/native')) {
       const kind = req.url.endsWith('jsapi') ? 'JSAPI' : 'NATIVE'

@@ -169,11 +169,10 @@ export async function startFakeWechatPay (opts: FakeWechatPayOptions): Promise<F
         }
         const headers: Record<string, string | undefined> = {}
         for (const [k, v] of Object.entries(req.headers)) headers[k] = Array.isArray(v) ? v[0] : v
-        let answer = engine.handle({ method, url, headers, body })
-        if (fail && answer.status !== 401) {
-          const failed = JSON.stringify({ code: fail.code ?? 'SYSTEM_ERROR', message: fail.message ?? '系统错误' })
-          answer = { status: fail.status, headers: { 'content-type': 'application/json', ...engine.signHeaders(failed) }, body: failed }
-        }
+        const request = { method, url, headers, body }
+        // A failing operation changes nothing (but a badly signed request is still refused as such first).
+        const answer = engine.authenticate(request) ??
+          (fail ? engine.answer(request, fail.status, { code: fail.code ?? 'SYSTEM_ERROR', message: fail.message ?? '系统错误' }) : engine.handle(request))
         const h = { ...answer.headers }
         switch (knobs.answerSignature ?? 'valid') {
           case 'bad': {
