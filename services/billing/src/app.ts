@@ -8,6 +8,12 @@ import { balanceRoutes } from './routes/balance.ts'
 import { rechargeRoutes } from './routes/recharge.ts'
 import { transactionRoutes } from './routes/transactions.ts'
 import { internalRoutes } from './routes/internal.ts'
+import { orderRoutes } from './routes/orders.ts'
+import { wechatpayNotifyRoutes } from './routes/wechatpay-notify.ts'
+import { adminOrderRoutes } from './routes/admin-orders.ts'
+import { redemptionRoutes } from './routes/redemption.ts'
+import { adminRoutes } from './routes/admin.ts'
+import { usageRoutes } from './routes/usage.ts'
 
 export interface BuildOptions { fastify?: FastifyServerOptions }
 
@@ -36,10 +42,49 @@ export function buildApp (deps: BillingDeps, config: BillingConfig, opts: BuildO
         }
       }
     }))
+    const payments = deps.payments.stats
+    app.metrics.registerMetric(new Counter({
+      name: 'billing_wechatpay_callbacks_total',
+      help: 'WeChat Pay callbacks this process answered, by outcome (paid, already_paid, mismatch = flagged, unknown_order, not_success, rejected = not trusted, failed = answered 500 for a retry)',
+      labelNames: ['outcome'],
+      registers: [],
+      collect () {
+        this.reset()
+        for (const [outcome, n] of payments.callbacks) this.inc({ outcome }, n)
+      }
+    }))
+    app.metrics.registerMetric(new Counter({
+      name: 'billing_orders_settled_total',
+      help: 'Orders WeChat Pay reported paid to this process, by source (notify, query, poller, reconcile) and outcome (only paid credits)',
+      labelNames: ['source', 'outcome'],
+      registers: [],
+      collect () {
+        this.reset()
+        for (const [key, n] of payments.settled) {
+          const [source, outcome] = key.split(':')
+          this.inc({ source, outcome }, n)
+        }
+      }
+    }))
+    app.metrics.registerMetric(new Counter({
+      name: 'billing_orders_flagged_total',
+      help: 'Orders this process flagged for an operator (a callback or query that did not match the order, a payment after the close); GET /api/admin/orders?status=flagged lists them',
+      registers: [],
+      collect () {
+        this.reset()
+        this.inc(payments.flagged)
+      }
+    }))
   })
   app.register(balanceRoutes, { deps })
   app.register(rechargeRoutes, { deps, config })
   app.register(transactionRoutes, { deps })
+  app.register(redemptionRoutes, { deps, config })
+  app.register(adminRoutes, { deps })
+  app.register(usageRoutes, { deps, config })
+  app.register(orderRoutes, { deps })
+  app.register(wechatpayNotifyRoutes, { deps })
+  app.register(adminOrderRoutes, { deps })
   app.register(internalRoutes, { deps })
   return app
 }

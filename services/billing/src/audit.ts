@@ -78,6 +78,28 @@ const CHECKS: Check[] = [
       from transactions
       where kind = 'usage' and (model is null or usage_source is null
         or ceil(prompt_tokens * input_ratio + completion_tokens * output_ratio) is distinct from -change_amount)`
+  },
+  {
+    name: 'paid_order_credited_once',
+    description: 'every paid order has exactly one payment row, of its tokens, for its user',
+    query: sql`
+      select o.user_id, 'order ' || o.order_no || ' (' || o.tokens || ' tokens) has ' || count(t.id) || ' payment rows totalling '
+        || coalesce(sum(t.change_amount), 0) || coalesce(' for user ' || string_agg(distinct t.user_id::text, ','), '') as detail
+      from orders o
+      left join transactions t on t.kind = 'payment' and t.source_id = o.order_no
+      where o.status = 'paid'
+      group by o.order_no, o.user_id, o.tokens
+      having count(t.id) <> 1 or sum(t.change_amount) <> o.tokens or bool_or(t.user_id <> o.user_id)`
+  },
+  {
+    name: 'payment_row_has_paid_order',
+    description: 'every payment row belongs to a paid order (its source_id) of the same user',
+    query: sql`
+      select t.user_id, 'row ' || t.id || ' (source ' || t.source_id || ') has ' ||
+        case when o.order_no is null then 'no order' when o.status <> 'paid' then 'an order that is ' || o.status else 'an order of user ' || o.user_id end as detail
+      from transactions t
+      left join orders o on o.order_no = t.source_id
+      where t.kind = 'payment' and (o.order_no is null or o.status <> 'paid' or o.user_id <> t.user_id)`
   }
 ]
 

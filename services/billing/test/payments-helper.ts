@@ -1,6 +1,6 @@
 // Test helpers for paid top-ups: a billing app whose WeChat Pay is the fake one on loopback (real signatures both ways).
 import type { InjectOptions } from 'fastify'
-import { generateKeySet, startFakeWechatPay, type FakeWechatPay, type TestKeySet } from '@chat-platform/wechatpay/testing'
+import { generateKeySet, startFakeWechatPay, type FakeWechatPay, type FakeWechatPayOptions, type TestKeySet } from '@chat-platform/wechatpay/testing'
 import type { SignedNotification } from '@chat-platform/wechatpay'
 import { waitFor } from '@chat-platform/platform/testing'
 import { loadBillingConfig } from '../src/config.ts'
@@ -33,6 +33,8 @@ export interface PaymentsAppOptions {
   merchant?: boolean
   /** openids auth would answer, by user id. */
   openids?: Record<number, string>
+  /** More options of the fake WeChat Pay (e.g. a second platform key). */
+  fake?: Omit<FakeWechatPayOptions, 'keys'>
 }
 
 /** A billing app (not listening) on a fresh database, with the fake WeChat Pay; the poller is not started (tests run rounds). */
@@ -41,7 +43,7 @@ export async function buildPaymentsApp (t: Teardown, opts: PaymentsAppOptions = 
   let fake: FakeWechatPay | undefined
   if (opts.merchant !== false) {
     keys = await generateKeySet()
-    fake = await startFakeWechatPay({ keys })
+    fake = await startFakeWechatPay({ ...opts.fake, keys })
     t.teardown(() => fake!.close())
   }
   const env = await testEnv(t, { ORDER_POLL_MS: '0', ...(keys && fake ? merchantEnv(keys, fake.url) : {}), ...opts.env })
@@ -68,5 +70,5 @@ export async function buildPaymentsApp (t: Teardown, opts: PaymentsAppOptions = 
     const report = await auditLedger(deps.db)
     return report.breaks
   }
-  return { app, deps, config, env, keys, fake: fake!, order, notify, balance, payments, orderRow, audit }
+  return { app, deps, config, env, keys: keys!, fake: fake!, order, notify, balance, payments, orderRow, audit }
 }

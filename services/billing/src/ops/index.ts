@@ -1,19 +1,22 @@
-// Billing's ops commands (`pnpm ops billing:replay | billing:audit | usage:reconcile`): the package's `./ops` entry point.
+// Billing's ops commands (`pnpm ops billing:replay | billing:audit | usage:reconcile | payments:reconcile`): the package's `./ops` entry point.
 import { parseArgs } from 'node:util'
 import { UsageError } from '@chat-platform/platform'
 import { createBillingOpsContext, type BillingOpsContext } from './context.ts'
 import { billingAudit } from './billing-audit.ts'
 import { billingReplay } from './billing-replay.ts'
 import { DEFAULT_GRACE_SECONDS, usageReconcile } from './usage-reconcile.ts'
+import { paymentsReconcile, reportPaymentsReconcile } from './payments-reconcile.ts'
 
-export { createBillingOpsContext, type BillingOpsContext, billingAudit, billingReplay, usageReconcile, DEFAULT_GRACE_SECONDS }
+export { createBillingOpsContext, type BillingOpsContext, billingAudit, billingReplay, usageReconcile, paymentsReconcile, DEFAULT_GRACE_SECONDS }
 export type { ReplayOptions, ReplayCounts } from './billing-replay.ts'
 export type { ReconcileOptions, ReconcileResult } from './usage-reconcile.ts'
+export type { PaymentsReconcileOptions, PaymentsReconcileResult } from './payments-reconcile.ts'
 
-export const BILLING_COMMANDS = ['billing:replay', 'billing:audit', 'usage:reconcile'] as const
+export const BILLING_COMMANDS = ['billing:replay', 'billing:audit', 'usage:reconcile', 'payments:reconcile'] as const
 export const BILLING_USAGE = `  pnpm ops billing:replay (--since <ISO time> | --from-seq <n>) [--until <ISO time>] [--dry-run]
   pnpm ops billing:audit
   pnpm ops usage:reconcile --since <ISO time> [--until <ISO time>] [--dry-run]
+  pnpm ops payments:reconcile --since <ISO time> [--until <ISO time>] [--dry-run]   (orders created then; WECHATPAY_* needed)
   (env: billing's: DATABASE_URL, NATS_URL, EVENTS_NAMESPACE, REDIS_URL, REDIS_PREFIX, CHAT_URL, BILLING_URL, AUTH_URL, INTERNAL_TOKEN, SIGNUP_BONUS, MODEL_PRICES)`
 
 export const isBillingCommand = (command: string | undefined): boolean => (BILLING_COMMANDS as readonly (string | undefined)[]).includes(command)
@@ -71,6 +74,15 @@ export async function runBillingOps (command: string, args: string[], ctx: () =>
         if (r.missing.length > 20) c.out(`  … and ${r.missing.length - 20} more`)
         if (r.pending > 0) c.out(`chat holds ${r.pending} exchange(s) left pending by a process that stopped: its sweeper charges them (estimated) after CHAT_PENDING_STALE_MS`)
         return 0
+      } finally { await c.close() }
+    }
+    case 'payments:reconcile': {
+      const since = time('since', values.since)
+      if (since === undefined) throw new UsageError('--since is required')
+      const until = time('until', values.until)
+      const c = ctx()
+      try {
+        return reportPaymentsReconcile(c, await paymentsReconcile(c, { since, until, dryRun }), dryRun)
       } finally { await c.close() }
     }
     default:
