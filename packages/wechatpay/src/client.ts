@@ -16,8 +16,13 @@ function checkConfig (cfg: WechatPayConfig): void {
   if (!Number.isInteger(cfg.timeoutMs) || cfg.timeoutMs <= 0) throw new TypeError('wechatpay: timeoutMs must be a positive integer')
 }
 
+/** A header by its lower-case name, whatever the case of the caller's keys (node gives lower case; a plain object may not). */
 const header = (headers: NotificationHeaders, name: string): string | undefined => {
-  const v = headers[name] ?? headers[name.toLowerCase()]
+  let v = headers[name]
+  if (v === undefined) {
+    const key = Object.keys(headers).find((k) => k.toLowerCase() === name)
+    v = key === undefined ? undefined : headers[key]
+  }
   return Array.isArray(v) ? v[0] : v
 }
 

@@ -35,6 +35,9 @@ t.test('a genuine callback decrypts to the paid transaction (raw body as Buffer 
   t.match(tx, { mchid: keys.mchid, appid: keys.appid, out_trade_no: 'NOTIFY000001', trade_state: 'SUCCESS', trade_type: 'JSAPI', amount: { total: 990, payer_total: 990 }, payer: { openid: 'o-payer-1' }, transaction_id: fake.order('NOTIFY000001')!.transaction_id, success_time: fake.order('NOTIFY000001')!.success_time })
   t.same(client.verifyNotification(n.headers, n.body.toString('utf8')), tx)
   t.same(client.verifyNotification({ ...n.headers, 'wechatpay-serial': [n.headers['wechatpay-serial']] }, n.body), tx, 'array header values (node) are read')
+  const capitalised = Object.fromEntries(Object.entries(n.headers).map(([k, v]) => [k.replace(/(^|-)([a-z])/g, (_m, d: string, c: string) => d + c.toUpperCase()), v]))
+  t.ok(capitalised['Wechatpay-Signature'])
+  t.same(client.verifyNotification(capitalised, n.body), tx, 'header names in any case')
   const body = JSON.parse(n.body.toString())
   t.match(body, { event_type: 'TRANSACTION.SUCCESS', resource_type: 'encrypt-resource', resource: { algorithm: 'AEAD_AES_256_GCM', original_type: 'transaction', associated_data: 'transaction' } })
   t.notMatch(n.body.toString(), 'NOTIFY000001', 'the order is only inside the ciphertext')
@@ -57,6 +60,8 @@ t.test('each untrusted callback is refused with its reason', async (t) => {
   t.match(refusal(fake.notification('NOTIFY000001', { tamper: 'body' })), { reason: 'bad_signature' }, 'a body changed after signing')
   t.match(refusal({ headers: { ...good.headers, 'wechatpay-nonce': 'another' }, body: good.body }), { reason: 'bad_signature' }, 'another nonce')
   t.match(refusal({ headers: { ...good.headers, 'wechatpay-signature': 'not base64!' }, body: good.body }), { reason: 'bad_signature' })
+  // WeChat Pay probes merchants with deliberately wrong signatures; they must be refused like any other.
+  t.match(refusal({ headers: { ...good.headers, 'wechatpay-signature': 'WECHATPAY/SIGNTEST/' + good.headers['wechatpay-signature'].slice(19) }, body: good.body }), { reason: 'bad_signature' }, 'a WECHATPAY/SIGNTEST/ probe')
   t.match(refusal(fake.notification('NOTIFY000001', { tamper: 'ciphertext' })), { reason: 'decrypt_failed' }, 'signed, but encrypted with another APIv3 key')
   const otherMerchant = await generateKeySet({ mchid: keys.mchid })
   const otherClient = createWechatPayClient(clientConfig({ ...keys, apiV3Key: otherMerchant.apiV3Key }, fake.url))
