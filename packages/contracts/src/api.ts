@@ -105,7 +105,9 @@ export const ChatMessageSchema = Type.Object({
   content: Type.String(),
   role: Type.Union([Type.Literal('user'), Type.Literal('assistant')]),
   tokens: Type.Integer(),
-  created_at: Timestamp
+  created_at: Timestamp,
+  /** An assistant reply a regenerate replaced: still listed, no longer part of the conversation the model sees (DESIGN §6.4). */
+  superseded: Type.Optional(Type.Boolean())
 })
 export type ChatMessage = Static<typeof ChatMessageSchema>
 

@@ -15,6 +15,7 @@ export const ErrorCodes = {
   idempotency_conflict: { status: 409, title: 'Idempotency conflict' },
   redemption_used: { status: 409, title: 'Redemption code already used' },
   redemption_expired: { status: 409, title: 'Redemption code expired' },
+  not_last_reply: { status: 409, title: 'Not the last reply' },
   payload_too_large: { status: 413, title: 'Payload too large' },
   rate_limited: { status: 429, title: 'Too many requests' },
   internal_error: { status: 500, title: 'Internal server error' },

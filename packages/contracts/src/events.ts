@@ -53,11 +53,15 @@ export type TokenRevoked = Static<typeof TokenRevokedSchema>
 export const UsageSourceSchema = Type.Union([Type.Literal('provider'), Type.Literal('estimated')])
 export type UsageSource = Static<typeof UsageSourceSchema>
 
+export const UsagePurposeSchema = Type.Union([Type.Literal('exchange'), Type.Literal('title')])
+export type UsagePurpose = Static<typeof UsagePurposeSchema>
+
 export const UsageRecordedSchema = Type.Object({
   ...EventBase,
   user_id: Type.Integer({ minimum: 1 }),
   session_id: Type.Integer({ minimum: 1 }),
-  message_id: Type.Integer({ minimum: 1 }),
+  /** The exchange's reply (a regenerated exchange: the new reply); null for a title (`purpose: "title"`). */
+  message_id: Type.Union([Type.Integer({ minimum: 1 }), Type.Null()]),
   model: Type.String({ minLength: 1, maxLength: 200 }),
   prompt_tokens: Type.Integer({ minimum: 0 }),
   completion_tokens: Type.Integer({ minimum: 0 }),
@@ -69,7 +73,12 @@ export const UsageRecordedSchema = Type.Object({
    */
   estimated_amount: Type.Optional(Type.Integer({ minimum: 0 })),
   /** Present (true) when the reply came from chat's offline simulator (no OPENAI_API_KEY): billing's description says so. */
-  simulated: Type.Optional(Type.Literal(true))
+  simulated: Type.Optional(Type.Literal(true)),
+  /**
+   * What the tokens were spent on: `exchange` (absent in events from before it existed, and in chat's exchange
+   * events: the default) or `title`, a session's automatic title (DESIGN §6.4), which billing's description says.
+   */
+  purpose: Type.Optional(UsagePurposeSchema)
 })
 export type UsageRecorded = Static<typeof UsageRecordedSchema>
 

@@ -106,6 +106,8 @@ t.test('pricing: exact ceil, per-model ratios with "*" fallback, descriptions', 
   t.equal(usageDescription({ model: 'm', prompt_tokens: 1, completion_tokens: 2, usage_source: 'estimated' }), '对话消耗 · m · 输入 1 + 输出 2 · 估算')
   t.equal(usageDescription({ model: 'gpt-4o-mini', prompt_tokens: 812, completion_tokens: 230, usage_source: 'provider', simulated: true }), '对话消耗 · gpt-4o-mini · 输入 812 + 输出 230 · 模拟')
   t.equal(usageDescription({ model: 'm', prompt_tokens: 1, completion_tokens: 0, usage_source: 'estimated', simulated: true }), '对话消耗 · m · 输入 1 + 输出 0 · 估算 · 模拟')
+  t.equal(usageDescription({ model: 'gpt-4o-mini', prompt_tokens: 60, completion_tokens: 7, usage_source: 'provider', purpose: 'title' }), '会话标题 · gpt-4o-mini · 输入 60 + 输出 7', 'a title says so')
+  t.equal(usageDescription({ model: 'm', prompt_tokens: 60, completion_tokens: 7, usage_source: 'provider', purpose: 'exchange' }), '对话消耗 · m · 输入 60 + 输出 7')
 })
 
 t.test('SIGNUP_BONUS_ON=verified_email: an account opened by a read starts at 0; auth.user.registered grants the bonus once', async (t) => {

@@ -58,6 +58,10 @@ export const ChatConfigSchema = Type.Object({
   /** A pending exchange whose lease expired this long ago is settled by the sweeper (charged for its prompt, estimated). */
   CHAT_PENDING_STALE_MS: Type.Integer({ default: 600_000, minimum: 0 }),
   CHAT_SSE_HEARTBEAT_MS: Type.Integer({ default: 15_000, minimum: 100 }),
+  /** After an exchange of a session still titled 新会话, a short title from the model (in the background, charged as usage). */
+  CHAT_AUTO_TITLE: Type.Boolean({ default: true }),
+  /** The model of automatic titles (one of CHAT_MODELS, or CHAT_MODEL); unset: the default model. */
+  CHAT_TITLE_MODEL: Type.Optional(Type.String({ minLength: 1, maxLength: 200 })),
   /** The offline simulator's delay between streamed chunks (only when OPENAI_API_KEY is unset). */
   CHAT_SIMULATOR_CHUNK_DELAY_MS: Type.Integer({ default: 20, minimum: 0 })
 })
@@ -90,6 +94,7 @@ export function loadChatConfig (env: Record<string, string | undefined> = proces
         return { id: raw.CHAT_MODEL, name: raw.CHAT_MODEL, input_ratio: r.input, output_ratio: r.output, context_tokens: fallbackWindow, default: true }
       })()]
   const tooSmall = models.filter((m) => m.context_tokens - raw.CHAT_MAX_OUTPUT_TOKENS < 64)
+  if (raw.CHAT_TITLE_MODEL !== undefined && !models.some((m) => m.id === raw.CHAT_TITLE_MODEL)) throw new ConfigError([`CHAT_TITLE_MODEL: "${raw.CHAT_TITLE_MODEL}" is not a configured model (${models.map((m) => m.id).join(', ')})`])
   if (tooSmall.length > 0) throw new ConfigError([`CHAT_MODELS: context_tokens of ${tooSmall.map((m) => `"${m.id}"`).join(', ')} must exceed CHAT_MAX_OUTPUT_TOKENS (${raw.CHAT_MAX_OUTPUT_TOKENS}) by at least 64`])
   let providers: ChatProvider[] | undefined
   if (raw.CHAT_PROVIDERS !== undefined && raw.CHAT_PROVIDERS.trim() !== '') {

@@ -51,6 +51,8 @@ export async function buildTestApp (t: Teardown, env: Record<string, string> = {
     BILLING_URL: 'http://127.0.0.1:9',
     ...(opts.builtInSimulator ? { CHAT_SIMULATOR_CHUNK_DELAY_MS: '0' } : { OPENAI_API_KEY: 'sk-test', OPENAI_BASE_URL: llm.url }),
     CHAT_LLM_MAX_RETRIES: '0',
+    // Titles are a call of their own to the fake: the tests of titles turn them on.
+    CHAT_AUTO_TITLE: 'false',
     ...env
   })
   const log = pino({ level: config.LOG_LEVEL })

@@ -17,7 +17,7 @@ t.test('send and list', async (t) => {
   const res = await s.send(1, session.id, 'What is 2+2?')
   t.equal(res.statusCode, 200)
   const reply = res.json()
-  t.same(Object.keys(reply).sort(), ['content', 'created_at', 'id', 'role', 'session_id', 'tokens'])
+  t.same(Object.keys(reply).sort(), ['content', 'created_at', 'id', 'role', 'session_id', 'superseded', 'tokens'])
   t.equal(reply.role, 'assistant')
   t.equal(reply.session_id, session.id)
   t.equal(reply.tokens, 9, 'the reply carries the completion tokens the provider reported')

@@ -42,7 +42,7 @@ export async function claimIdempotencyKey (db: Db, input: { user_id: number, key
 export async function findKeyedExchange (db: Db, userId: number, key: string): Promise<{ request_hash: string | null, reply?: MessageRow } | undefined> {
   const row = await db.selectFrom('usage as u')
     .leftJoin('messages as m', 'm.id', 'u.message_id')
-    .select(['u.request_hash', 'm.id', 'm.session_id', 'm.user_id', 'm.role', 'm.content', 'm.tokens', 'm.content_tokens', 'm.status', 'm.error_code', 'm.created_at'])
+    .select(['u.request_hash', 'm.id', 'm.session_id', 'm.user_id', 'm.role', 'm.content', 'm.tokens', 'm.content_tokens', 'm.status', 'm.error_code', 'm.created_at', 'm.superseded'])
     .where('u.user_id', '=', userId).where('u.idempotency_key', '=', key)
     .executeTakeFirst()
   if (!row) return undefined

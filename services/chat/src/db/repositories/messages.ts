@@ -11,7 +11,8 @@ export const toMessage = (row: MessageRow): ChatMessage => ({
   content: row.content,
   role: row.role,
   tokens: row.tokens,
-  created_at: row.created_at.toISOString()
+  created_at: row.created_at.toISOString(),
+  superseded: row.superseded
 })
 
 export async function updateMessage (db: Db, id: number, values: MessageUpdate): Promise<void> {
