@@ -14,7 +14,7 @@ export const PaymentsEnv = {
   ORDER_POLL_AFTER_MS: Type.Integer({ default: 60_000, minimum: 0 }),
   WECHATPAY_MCHID: Type.Optional(Type.String({ minLength: 1, pattern: '^[0-9]{1,32}$' })),
   /** The app the payer's openid belongs to (JSAPI); default WECHAT_APPID. */
-  WECHATPAY_APPID: Type.Optional(Type.String({ minLength: 1, pattern: '^[A-Za-z0-9_]{1,32}$' })),
+  WECHATPAY_APPID: Type.Optional(Type.String({ minLength: 1, maxLength: 64 })),
   WECHAT_APPID: Type.Optional(Type.String({ minLength: 1 })),
   /** The serial number of the merchant's API certificate (the key below). */
   WECHATPAY_MERCHANT_SERIAL: Type.Optional(Type.String({ minLength: 1, pattern: '^[0-9A-Fa-f]{1,64}$' })),

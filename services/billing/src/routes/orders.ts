@@ -89,7 +89,7 @@ export async function orderRoutes (fastify: FastifyInstance, opts: { deps: Billi
       if (channel === 'jsapi') {
         openid = await p.openidOf(userId, provider.appid, String(request.id))
         if (openid === null) {
-          throw validationFailed('/body/channel', 'jsapi needs a WeChat login in this app (no openid for the payer); use "native" to pay by scanning a QR code')
+          throw validationFailed('/body/channel', 'is "jsapi", which needs a WeChat login in this app (the payer has no openid here); use "native" to pay by scanning a QR code')
         }
       }
       const now = new Date()
