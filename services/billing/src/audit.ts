@@ -100,6 +100,29 @@ const CHECKS: Check[] = [
       from transactions t
       left join orders o on o.order_no = t.source_id
       where t.kind = 'payment' and (o.order_no is null or o.status <> 'paid' or o.user_id <> t.user_id)`
+  },
+  {
+    name: 'redeemed_code_credited_once',
+    description: 'every used redemption code has exactly one redemption row, of its batch\'s tokens, for the user who used it',
+    query: sql`
+      select c.used_by as user_id, 'code ' || c.id || ' (batch ' || c.batch_id || ', ' || b.tokens || ' tokens) has ' || count(t.id)
+        || ' redemption rows totalling ' || coalesce(sum(t.change_amount), 0) as detail
+      from redemption_codes c
+      join redemption_batches b on b.id = c.batch_id
+      left join transactions t on t.kind = 'redemption' and t.source_id = c.id::text
+      where c.used_at is not null
+      group by c.id, c.batch_id, c.used_by, b.tokens
+      having count(t.id) <> 1 or sum(t.change_amount) <> b.tokens or bool_or(t.user_id <> c.used_by)`
+  },
+  {
+    name: 'redemption_row_has_used_code',
+    description: 'every redemption row belongs to a code (its source_id) used by the same user',
+    query: sql`
+      select t.user_id, 'row ' || t.id || ' (source ' || t.source_id || ') has ' ||
+        case when c.id is null then 'no code' when c.used_at is null then 'a code not marked used' else 'a code used by user ' || c.used_by end as detail
+      from transactions t
+      left join redemption_codes c on c.id::text = t.source_id
+      where t.kind = 'redemption' and (c.id is null or c.used_at is null or c.used_by <> t.user_id)`
   }
 ]
 

@@ -153,3 +153,20 @@ t.test('a normal token gets 403 on the admin route, and no batch is made; 401 wi
   t.equal((await app.inject({ method: 'POST', url: '/api/admin/redemption-codes', payload: { tokens: 10, count: 1 } })).statusCode, 401)
   t.equal((await deps.db.selectFrom('redemption_batches').select('id').execute()).length, 0)
 })
+
+t.test('billing:audit finds a used code without its credit and a credit without its code', async (t) => {
+  const { app, deps } = await buildTestApp(t)
+  const { codes } = (await app.inject(makeCodes({ tokens: 40, count: 3 }))).json() as { codes: string[] }
+  t.equal((await app.inject(redeem(1, codes[0]))).statusCode, 200)
+  t.equal((await auditLedger(deps.db)).breaks.length, 0, 'clean after a redemption')
+  // A code marked used that credited nothing, and a redemption row whose code was never used.
+  await deps.db.updateTable('redemption_codes').set({ used_by: 2, used_at: new Date() }).where('code_hash', '=', sha(codes[1].replaceAll('-', ''))).execute()
+  const unused = await deps.db.selectFrom('redemption_codes').select('id').where('code_hash', '=', sha(codes[2].replaceAll('-', ''))).executeTakeFirstOrThrow()
+  await deps.db.insertInto('transactions').values({ user_id: 1, change_amount: 40, balance_after: 1080, kind: 'redemption', description: 'planted', source_id: String(unused.id) } as never).execute()
+  await deps.db.updateTable('accounts').set({ balance: 1080 } as never).where('user_id', '=', 1).execute()
+  const report = await auditLedger(deps.db)
+  t.match(report.breaks.filter((b) => b.check.startsWith('rede')), [
+    { check: 'redeemed_code_credited_once', user_id: 2, detail: /has 0 redemption rows/ },
+    { check: 'redemption_row_has_used_code', user_id: 1, detail: /a code not marked used/ }
+  ])
+})
