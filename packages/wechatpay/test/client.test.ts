@@ -190,3 +190,28 @@ t.test('a bad configuration fails at creation', async (t) => {
   t.throws(() => createWechatPayClient({ ...cfg, privateKey: 'not a pem' }))
   t.throws(() => createWechatPayClient({ ...cfg, publicKeys: new Map([['PUB_KEY_ID_1', 'not a pem']]) }))
 })
+
+t.test('the fake checks orders like WeChat Pay: merchants apart, appid bound to mchid, parameters validated', async (t) => {
+  const second = await generateKeySet({ mchid: '1900000200', appid: 'wx2222222222222222' })
+  const shared = await startFakeWechatPay({ keys: [keys, second] })
+  t.teardown(() => shared.close())
+  const a = createWechatPayClient(clientConfig(keys, shared.url))
+  const b = createWechatPayClient(clientConfig(second, shared.url, { publicKeys: new Map([[keys.platform.keyId, keys.platform.publicKey]]) }))
+  await a.createNativeOrder({ outTradeNo: 'MERCHANTA001', description: 'x', amountFen: 100, timeExpire: expire() })
+  t.equal(await b.queryOrder('MERCHANTA001'), null, 'another merchant does not see the order')
+  await b.createNativeOrder({ outTradeNo: 'MERCHANTA001', description: 'y', amountFen: 5, timeExpire: expire() })
+  t.equal(shared.engine.order('MERCHANTA001', second.mchid)?.amount_total, 5, 'the same number is another order under another merchant')
+  t.equal(shared.engine.order('MERCHANTA001', keys.mchid)?.amount_total, 100)
+
+  const wrongApp = createWechatPayClient(clientConfig(keys, shared.url, { appid: second.appid }))
+  t.match(await rejects(wrongApp.createNativeOrder({ outTradeNo: 'WRONGAPP0001', description: 'x', amountFen: 1, timeExpire: expire() })), { status: 400, code: 'APPID_MCHID_NOT_MATCH' })
+  const bad: Array<[string, Parameters<typeof a.createJsapiOrder>[0]]> = [
+    ['out_trade_no', { outTradeNo: 'bad no!', description: 'x', amountFen: 1, payerOpenid: 'o', timeExpire: expire() }],
+    ['description', { outTradeNo: 'PARAMS000001', description: '', amountFen: 1, payerOpenid: 'o', timeExpire: expire() }],
+    ['amount', { outTradeNo: 'PARAMS000001', description: 'x', amountFen: 0, payerOpenid: 'o', timeExpire: expire() }],
+    ['time_expire', { outTradeNo: 'PARAMS000001', description: 'x', amountFen: 1, payerOpenid: 'o', timeExpire: '2026-12-04 18:30:00' }],
+    ['openid', { outTradeNo: 'PARAMS000001', description: 'x', amountFen: 1, payerOpenid: '', timeExpire: expire() }]
+  ]
+  for (const [name, input] of bad) t.match(await rejects(a.createJsapiOrder(input)), { kind: 'api', status: 400, code: 'PARAM_ERROR' }, name)
+  t.notOk(shared.order('PARAMS000001'), 'nothing was created')
+})
