@@ -5,7 +5,7 @@ import { balanceCacheKey, namespaced, Subjects, type ChatMessage, type UsageReco
 import { notFound, problem, ProblemError } from '@chat-platform/platform'
 import type { ChatConfig } from './config.ts'
 import type { ChatDeps } from './deps.ts'
-import type { MessageRow } from './db/database.ts'
+import type { MessageRow, SessionRow } from './db/database.ts'
 import { toMessage, updateMessage } from './db/repositories/messages.ts'
 import { findSessionWithContext, insertUserMessage, readCharges, recordReply, renewLease, type ContextMessage, type RecordedReply } from './db/repositories/exchanges.ts'
 import { claimIdempotencyKey, completeIdempotencyKey, deleteExpiredIdempotencyKeys, releaseIdempotencyKey, touchIdempotencyKey } from './db/repositories/idempotency-keys.ts'
@@ -15,6 +15,10 @@ import { RecordRetries, sweepStaleExchanges } from './pending-exchanges.ts'
 import { buildPrompt } from './prompt.ts'
 import { buildUsageEvent } from './usage-event.ts'
 import type { LlmOutcome } from './llm/client.ts'
+import type { RoutedOutcome } from './llm/router.ts'
+
+/** A session's own settings (null: the defaults). */
+type Settings = Pick<SessionRow, 'model' | 'system_prompt'>
 
 export interface SendInput {
   userId: number
@@ -23,6 +27,8 @@ export interface SendInput {
   idempotencyKey?: string
   log: Logger
   requestId: string
+  /** This exchange's model (a per-message override the route checked is configured); else the session's, else the default. */
+  model?: string
 }
 
 /** Streaming: deltas as the model writes; `signal` (the client left) aborts the upstream call. */
@@ -45,7 +51,7 @@ export class ClientClosedError extends Error {
 interface Usage { prompt_tokens: number, completion_tokens: number, usage_source: UsageSource }
 
 /** The request an Idempotency-Key names: its session and content (`role` and `Accept` are not part of it). */
-export const requestHash = (sessionId: number, content: string) => createHash('sha256').update(JSON.stringify([sessionId, content])).digest('hex')
+export const requestHash = (sessionId: number, content: string, model?: string) => createHash('sha256').update(JSON.stringify(model === undefined ? [sessionId, content] : [sessionId, content, model])).digest('hex')
 
 export class SendMessage {
   private readonly deps: ChatDeps
@@ -96,16 +102,18 @@ export class SendMessage {
   async admit (input: SendInput): Promise<Admission> {
     const { db } = this.deps
     const { userId, sessionId, content, idempotencyKey: key } = input
-    const hash = key ? requestHash(sessionId, content) : undefined
+    const hash = key ? requestHash(sessionId, content, input.model) : undefined
     const found = findSessionWithContext(db, sessionId, userId, this.config.CHAT_HISTORY_MAX_MESSAGES)
     const taken = key ? undefined : this.acquire(userId)
     let slot: InflightSlot | null = null
     let history: ContextMessage[]
+    let settings: Settings
     try {
       const [session, acquired] = await Promise.all([found, taken])
       slot = acquired?.slot ?? null
       if (!session) throw notFound('session')
       history = session.history
+      settings = session.session
       if (key) {
         const claim = await claimIdempotencyKey(db, { user_id: userId, key, request_hash: hash!, ttlHours: this.config.CHAT_IDEMPOTENCY_TTL_HOURS, staleMs: this.config.CHAT_INFLIGHT_TTL_MS })
         if (claim.kind === 'mismatch') throw problem('idempotency_conflict', 'This Idempotency-Key was already used with a different request.')
@@ -140,7 +148,7 @@ export class SendMessage {
         if (ran) throw new Error('an admitted exchange runs once')
         ran = true
         return await this.hold(held, key ? () => touchIdempotencyKey(db, userId, key) : undefined, () =>
-          this.exchange({ ...input, requestHash: hash, history }, stream))
+          this.exchange({ ...input, requestHash: hash, history, settings }, stream))
       }
     }
   }
@@ -210,19 +218,22 @@ export class SendMessage {
    * was generated, the message is marked failed and nothing is charged). A record that fails after output is
    * retried until it lands, never dropped.
    */
-  private async exchange (input: SendInput & { requestHash?: string, history: ContextMessage[] }, stream?: StreamSink): Promise<ChatMessage> {
+  private async exchange (input: SendInput & { requestHash?: string, history: ContextMessage[], settings?: Settings }, stream?: StreamSink): Promise<ChatMessage> {
     const { db, llm, tokenizer } = this.deps
     const { config } = this
     const { log } = input
-    const prompt = buildPrompt({ systemPrompt: config.CHAT_SYSTEM_PROMPT, historyNewestFirst: input.history, content: input.content, budget: config.CHAT_CONTEXT_TOKENS, tokenizer })
-    log.debug({ history_used: prompt.historyUsed, prompt_tokens: prompt.tokens }, 'prompt built')
+    // The message's model, else the session's (one removed from config since: the default), and the session's system prompt.
+    const model = this.deps.models.resolve(input.model, input.settings?.model)
+    const systemPrompt = input.settings?.system_prompt ?? config.CHAT_SYSTEM_PROMPT
+    const prompt = buildPrompt({ systemPrompt, historyNewestFirst: input.history, content: input.content, budget: this.deps.models.promptBudget(model), tokenizer })
+    log.debug({ model: model.id, history_used: prompt.historyUsed, prompt_tokens: prompt.tokens }, 'prompt built')
     // The call is started first (its request leaves before the insert's), then the user's message is stored,
     // so its commit is not on the first byte's path; if it cannot be stored, the call is stopped and nothing
     // is charged. A JSON caller that hangs up does not stop the exchange (the reply is stored and listed later).
     const notStored = new AbortController()
     const call = stream
-      ? llm.stream(prompt.messages, stream.onDelta, AbortSignal.any([stream.signal, notStored.signal]))
-      : llm.complete(prompt.messages, notStored.signal)
+      ? llm.stream(prompt.messages, stream.onDelta, AbortSignal.any([stream.signal, notStored.signal]), model.id)
+      : llm.complete(prompt.messages, notStored.signal, model.id)
     const stored = insertUserMessage(db, {
       session_id: input.sessionId,
       user_id: input.userId,
@@ -231,7 +242,7 @@ export class SendMessage {
       content_tokens: prompt.contentTokens,
       status: 'pending',
       error_code: null,
-      exchange_model: llm.model,
+      exchange_model: model.id,
       exchange_prompt_tokens: prompt.tokens,
       lease_ms: config.CHAT_INFLIGHT_TTL_MS
     })
@@ -242,7 +253,7 @@ export class SendMessage {
     }, Math.max(1000, Math.floor(config.CHAT_INFLIGHT_TTL_MS / 3)))
     lease.unref()
     try {
-      let outcome: LlmOutcome | undefined
+      let outcome: RoutedOutcome | undefined
       let callError: unknown
       try {
         outcome = await call
@@ -268,7 +279,7 @@ export class SendMessage {
   }
 
   /** Records what the model answered, or marks the exchange failed when it generated nothing. */
-  private async record (input: SendInput & { requestHash?: string }, promptTokens: number, userMessage: MessageRow & { reply_id: number }, outcome: LlmOutcome): Promise<ChatMessage> {
+  private async record (input: SendInput & { requestHash?: string }, promptTokens: number, userMessage: MessageRow & { reply_id: number }, outcome: RoutedOutcome): Promise<ChatMessage> {
     const { log } = input
     if (!outcome.finished && outcome.content === '') {
       const code = outcome.error?.code ?? 'client_closed'
@@ -276,12 +287,14 @@ export class SendMessage {
       await this.fail(input, userMessage, code)
       throw outcome.error ?? new ClientClosedError()
     }
-    const { llm, tokenizer } = this.deps
+    const { tokenizer } = this.deps
     const usage: Usage = outcome.usage
       ? { ...outcome.usage, usage_source: 'provider' }
       : { prompt_tokens: promptTokens, completion_tokens: tokenizer.count(outcome.content), usage_source: 'estimated' }
     // The reply's id was reserved with the user message; if the session was deleted meanwhile it names no stored message.
-    const event = buildUsageEvent({ user_id: input.userId, session_id: input.sessionId, message_id: userMessage.reply_id, model: llm.model, ...usage, simulated: llm.simulated }, this.config.MODEL_PRICES)
+    // Charged once, for the model asked, whichever provider answered (the one that wrote the reply).
+    const event = buildUsageEvent({ user_id: input.userId, session_id: input.sessionId, message_id: userMessage.reply_id, model: outcome.model, ...usage, simulated: outcome.simulated }, this.config.MODEL_PRICES)
+    if (outcome.attempts > 0) log.info({ provider: outcome.provider, model: outcome.model, failovers: outcome.attempts }, 'answered after failover')
     let message: ChatMessage | undefined
     try {
       message = await this.writeRecord(input, userMessage, outcome, event)

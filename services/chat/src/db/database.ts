@@ -10,6 +10,10 @@ export interface SessionsTable {
   user_id: number
   title: string
   created_at: Generated<Date>
+  /** A model id of CHAT_MODELS; null: the default model. */
+  model: string | null
+  /** null: CHAT_SYSTEM_PROMPT; '': no system prompt. */
+  system_prompt: string | null
 }
 
 /**

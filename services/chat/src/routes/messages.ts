@@ -2,8 +2,8 @@
 import type { FastifyInstance, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { ChatMessageSchema, ErrorCodes, PaginationQuerySchema, ProblemSchema, SendMessageBodySchema, SessionIdParamsSchema, type ChatMessage } from '@chat-platform/contracts'
-import { classify, notFound, problemBody, ProblemError } from '@chat-platform/platform'
+import { ChatMessageSchema, ErrorCodes, PaginationQuerySchema, ProblemSchema, SendMessageWithModelBodySchema, SessionIdParamsSchema, type ChatMessage } from '@chat-platform/contracts'
+import { classify, notFound, problemBody, ProblemError, validationFailed } from '@chat-platform/platform'
 import type { ChatConfig } from '../config.ts'
 import type { ChatDeps } from '../deps.ts'
 import { findSession } from '../db/repositories/sessions.ts'
@@ -52,11 +52,14 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
       security,
       params: SessionIdParamsSchema,
       headers: SendHeadersSchema,
-      body: SendMessageBodySchema,
+      body: SendMessageWithModelBodySchema,
       response: { 200: ChatMessageSchema, ...problems(400, 401, 402, 404, 409, 429, 502, 503, 504) }
     }
   }, async (request, reply) => {
+    const { model } = request.body
+    if (model !== undefined && !deps.models.has(model)) throw validationFailed('/body/model', 'must be the id of a model of GET /api/models')
     const admitted = await sendMessage.admit({
+      model,
       userId: request.user.id,
       sessionId: request.params.session_id,
       content: request.body.content,

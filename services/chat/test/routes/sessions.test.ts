@@ -8,13 +8,13 @@ t.test('sessions', async (t) => {
 
   t.test('the public routes are in the OpenAPI document, the internal ones are not', async (t) => {
     const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json()
-    t.same(Object.keys(doc.paths).sort(), ['/api/sessions', '/api/sessions/{session_id}', '/api/sessions/{session_id}/messages'])
+    t.same(Object.keys(doc.paths).sort(), ['/api/models', '/api/sessions', '/api/sessions/{session_id}', '/api/sessions/{session_id}/messages'])
     t.ok(doc.paths['/api/sessions/{session_id}/messages'].post.parameters.some((p: { name: string }) => p.name === 'idempotency-key'))
   })
 
   t.test('every route needs a valid token', async (t) => {
-    for (const [method, url] of [['POST', '/api/sessions'], ['GET', '/api/sessions'], ['DELETE', '/api/sessions/1']] as const) {
-      const res = await app.inject({ method, url, payload: method === 'POST' ? {} : undefined })
+    for (const [method, url] of [['POST', '/api/sessions'], ['GET', '/api/sessions'], ['PATCH', '/api/sessions/1'], ['DELETE', '/api/sessions/1'], ['GET', '/api/models']] as const) {
+      const res = await app.inject({ method, url, payload: method === 'POST' || method === 'PATCH' ? {} : undefined })
       t.equal(res.statusCode, 401, `${method} ${url}`)
       t.equal(res.json().code, 'unauthorized')
       t.equal(res.headers['www-authenticate'], 'Bearer')
@@ -27,7 +27,7 @@ t.test('sessions', async (t) => {
     const res = await app.inject({ method: 'POST', url: '/api/sessions', headers: auth(11), payload: { title: '  Trip plans  ', user_id: 999, id: 5 } })
     t.equal(res.statusCode, 200)
     const body = res.json()
-    t.same(Object.keys(body).sort(), ['created_at', 'id', 'title', 'user_id'])
+    t.same(Object.keys(body).sort(), ['created_at', 'id', 'model', 'system_prompt', 'title', 'user_id'], 'the seed\'s fields, and the settings (§6.4)')
     t.equal(body.title, 'Trip plans')
     t.equal(body.user_id, 11, 'user_id comes from the token, never the body')
     t.match(body.created_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$/)

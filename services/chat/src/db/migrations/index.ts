@@ -5,6 +5,7 @@ import { createChatTablesMigration } from './0002-chat.ts'
 import { addChargesMigration } from './0004-charges.ts'
 import { addUsageIdempotencyMigration } from './0005-usage-idempotency.ts'
 import { addUsageSimulatedMigration } from './0006-usage-simulated.ts'
+import { addSessionSettingsMigration } from './0007-session-settings.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
@@ -12,5 +13,6 @@ export const migrations: Record<string, Migration> = {
   '0003_outbox_lease': addOutboxLeaseMigration,
   '0004_charges': addChargesMigration,
   '0005_usage_idempotency': addUsageIdempotencyMigration,
-  '0006_usage_simulated': addUsageSimulatedMigration
+  '0006_usage_simulated': addUsageSimulatedMigration,
+  '0007_session_settings': addSessionSettingsMigration
 }

@@ -15,7 +15,7 @@ export type ContextMessage = Pick<MessageRow, 'id' | 'role' | 'content' | 'conte
  */
 export async function findSessionWithContext (db: Db, sessionId: number, userId: number, limit: number): Promise<{ session: SessionRow, history: ContextMessage[] } | undefined> {
   const { rows } = await sql<SessionRow & { m_id: number | null, m_role: 'user' | 'assistant' | null, m_content: string | null, m_content_tokens: number | null }>`
-    select s.id, s.user_id, s.title, s.created_at, m.id as m_id, m.role as m_role, m.content as m_content, m.content_tokens as m_content_tokens
+    select s.id, s.user_id, s.title, s.created_at, s.model, s.system_prompt, m.id as m_id, m.role as m_role, m.content as m_content, m.content_tokens as m_content_tokens
     from sessions s
     left join lateral (
       select id, role, content, content_tokens from messages
@@ -25,9 +25,9 @@ export async function findSessionWithContext (db: Db, sessionId: number, userId:
     where s.id = ${sessionId} and s.user_id = ${userId}
     order by m.id desc`.execute(db)
   if (rows.length === 0) return undefined
-  const { id, user_id: uid, title, created_at: createdAt } = rows[0]
+  const { id, user_id: uid, title, created_at: createdAt, model, system_prompt: systemPrompt } = rows[0]
   const history = rows.filter((r) => r.m_id !== null).map((r) => ({ id: r.m_id!, role: r.m_role!, content: r.m_content!, content_tokens: r.m_content_tokens! }))
-  return { session: { id, user_id: uid, title, created_at: createdAt }, history }
+  return { session: { id, user_id: uid, title, created_at: createdAt, model, system_prompt: systemPrompt }, history }
 }
 
 /**
