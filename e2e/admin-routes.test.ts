@@ -27,7 +27,8 @@ const ADMIN_ROUTES: { method: string, path: (id: number) => string, body?: unkno
   { method: 'GET', path: (id) => `/api/admin/users/${id}/transactions` },
   { method: 'POST', path: () => '/api/admin/adjustments', body: { user_id: 1, amount: 1_000_000, reason: 'mine' } },
   { method: 'POST', path: () => '/api/admin/redemption-codes', body: { tokens: 1_000_000, count: 1 } },
-  { method: 'GET', path: () => '/api/admin/usage' }
+  { method: 'GET', path: () => '/api/admin/usage' },
+  { method: 'GET', path: () => '/api/admin/orders' }
 ]
 
 t.test('a normal token: 403 on every admin route at the gateway and at the owning service; nothing changes', async (t) => {
