@@ -15,12 +15,12 @@ const DIRS: Record<ProcName, string> = { auth: 'services/auth', chat: 'services/
 const BUILD = `${ROOT}scripts/build.mjs`
 
 /**
- * How a process is run: its TypeScript through a loader (tsx; under tap, tap's own, so that its coverage counts:
- * see platform's testing/coverage.ts), or the bundle `scripts/build.mjs` writes to dist/ (what `pnpm start` and the
- * images run; no coverage).
+ * How a process is run: its TypeScript sources through tap's loader, as the test process itself runs them (tests
+ * only; their coverage counts: see platform's testing/coverage.ts), or the bundle `scripts/build.mjs` writes to
+ * dist/ (what `pnpm start`, the images and the bench run; never counted).
  */
-export type Runtime = 'tsx' | 'dist'
-const COMMAND: Record<Runtime, string[]> = { tsx: [...typescriptArgs(), 'src/server.ts'], dist: ['--enable-source-maps', 'dist/server.mjs'] }
+export type Runtime = 'sources' | 'dist'
+const command = (runtime: Runtime): string[] => runtime === 'sources' ? [...typescriptArgs(), 'src/server.ts'] : ['--enable-source-maps', 'dist/server.mjs']
 
 let built: Promise<unknown> | undefined
 /**
@@ -57,7 +57,7 @@ export interface SystemOptions {
   replicas?: Partial<Record<ProcName, number>>
   /** How long a process may take to answer /healthz after it was spawned (default 60 s; many processes booting at once on few cores need more). */
   startTimeoutMs?: number
-  /** `tsx` (default: the TypeScript sources through the loader) or `dist` (`buildDist()` first, then plain node, as in production). */
+  /** `sources` (default, under tap only: the TypeScript through tap's loader) or `dist` (`buildDist()` first, then plain node, as in production). */
   runtime?: Runtime
 }
 
@@ -128,7 +128,7 @@ export class System {
       u.port = String(via.port)
       Object.assign(env, { DATABASE_URL: u.toString() })
     }
-    const child = spawn(process.execPath, COMMAND[this.opts.runtime ?? 'tsx'], { cwd: `${ROOT}${DIRS[p.name]}`, env, stdio: ['ignore', 'pipe', 'pipe'] })
+    const child = spawn(process.execPath, command(this.opts.runtime ?? 'sources'), { cwd: `${ROOT}${DIRS[p.name]}`, env, stdio: ['ignore', 'pipe', 'pipe'] })
     p.child = child
     p.output = []
     const keep = (b: Buffer) => { p.output.push(b.toString()); if (p.output.length > 2000) p.output.shift() }
@@ -209,6 +209,8 @@ export async function startSystem (t: Teardown, opts: SystemOptions = {}): Promi
     BILLING_URL: `http://127.0.0.1:${ports.billing}`,
     OUTBOX_POLL_MS: '200',
     SHUTDOWN_GRACE_MS: '15000',
+    // An automatic title is a charge no message carries (assertExactBalance counts message tokens): the tests of titles turn it on.
+    CHAT_AUTO_TITLE: 'false',
     ...opts.env
   }
   if (opts.runtime === 'dist') await buildDist()
