@@ -99,8 +99,7 @@ t.test('a valid token for a user id that does not exist gets no money and no mod
   t.equal(session.status, 200)
   assertProblem(t, await system.request('POST', `/api/sessions/${session.body.id}/messages`, { token: ghost, body: { content: 'free tokens?' } }), 401, 'unauthorized', 'send')
   t.equal(sim.requests.length, calls, 'the model was not called for a user that does not exist')
-  const audit = await system.request('GET', '/internal/balances/2000000001', { to: 'billing' })
-  t.equal(audit.status, 404, 'billing opened no account for the ghost')
+  t.equal(await system.internal.billing.balance(2000000001), null, 'billing opened no account for the ghost (404)')
 })
 
 t.test('mass assignment: unknown fields on register, profile, sessions, messages and recharge are ignored', async (t) => {

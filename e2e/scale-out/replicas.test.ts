@@ -8,7 +8,8 @@ import t from 'tap'
 import pg from 'pg'
 import { connect, type NatsConnection } from '@nats-io/transport-node'
 import { jetstream, jetstreamManager, type JetStreamClient, type JetStreamManager } from '@nats-io/jetstream'
-import { INTERNAL_TOKEN_HEADER, namespaced, Subjects, type UsageRecorded } from '@chat-platform/contracts'
+import { namespaced, Subjects, type UsageRecorded } from '@chat-platform/contracts'
+import { billingInternal } from '@chat-platform/platform'
 import { signTestToken, waitFor, withoutCoverage } from '@chat-platform/platform/testing'
 import { migrations as authMigrations } from '@chat-platform/auth/db/migrations/index.ts'
 import { migrations as chatMigrations } from '@chat-platform/chat/db/migrations/index.ts'
@@ -157,8 +158,8 @@ t.test('migrations race safely: three replicas of each service started at once o
     t.equal(res.status, 200, `${label(p)} creates a session`)
   }
   for (const [i, p] of system.instances('billing').entries()) {
-    const res = await fetch(`${p.url}/internal/balances/${600_101 + i}`, { headers: { [INTERNAL_TOKEN_HEADER]: system.env.INTERNAL_TOKEN } })
-    t.same({ status: res.status, body: await res.json() }, { status: 200, body: { user_id: 600_101 + i, balance: BONUS, chat_applied: 0 } }, `${label(p)} opens an account`)
+    const balance = await billingInternal(p.url, { token: system.env.INTERNAL_TOKEN }).balance(600_101 + i)
+    t.same(balance, { user_id: 600_101 + i, balance: BONUS, chat_applied: 0 }, `${label(p)} opens an account`)
   }
 
   // From here on: two chat and two billing processes (the third ones drain and exit cleanly), one auth.
