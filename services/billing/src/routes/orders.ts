@@ -11,7 +11,7 @@ import {
 import { ProblemError, notFound, unauthorized, validationFailed } from '@chat-platform/platform'
 import type { BillingDeps } from '../deps.ts'
 import type { Order } from '../db/database.ts'
-import { insertOrder, listOrders, selectOrder } from '../db/repositories/orders.ts'
+import { deleteUnplacedOrder, insertOrder, listOrders, selectOrder } from '../db/repositories/orders.ts'
 import { claimIdempotencyKey, saveIdempotentResponse, selectIdempotencyKey } from '../db/repositories/idempotency-keys.ts'
 import { newOrderNo, payParams, placeOrder, refreshOrderOnRead, chinaTime, type Payments } from '../payments/orders.ts'
 import { problems, RechargeHeadersSchema } from './schemas.ts'
@@ -71,29 +71,28 @@ export async function orderRoutes (fastify: FastifyInstance, opts: { deps: Billi
     const key = request.headers['idempotency-key']
     const hash = createHash('sha256').update(JSON.stringify({ op: 'order', package_id: packageId, channel })).digest('hex')
 
-    // The key (if any) is claimed in the transaction that inserts the order, which stays open across the call to WeChat
-    // Pay: a concurrent retry with the same key waits on the key's unique index, then answers with this order. A failed
-    // call rolls everything back (no order, no key): the client may retry.
-    const outcome = await db.transaction().execute(async (trx): Promise<{ order: Order, replayed: boolean }> => {
+    let openid: string | null = null
+    if (channel === 'jsapi') {
+      openid = await p.openidOf(userId, provider.appid, String(request.id))
+      if (openid === null) {
+        throw validationFailed('/body/channel', 'is "jsapi", which needs a WeChat login in this app (the payer has no openid here); use "native" to pay by scanning a QR code')
+      }
+    }
+
+    // The order (and the key, if any) is committed before WeChat Pay is asked, so no pool connection waits on WeChat
+    // Pay. A concurrent retry with the same key waits on the key's unique index until that commit, then finds the
+    // order. Placing it is idempotent at WeChat Pay (the same out_trade_no with the same parameters answers the same
+    // prepay_id or code_url), so a retry of an order whose placing failed or is still in flight places it again.
+    const { order, replayed } = await db.transaction().execute(async (trx): Promise<{ order: Order, replayed: boolean }> => {
       if (key !== undefined && !(await claimIdempotencyKey(trx, userId, key, hash))) {
         const first = await selectIdempotencyKey(trx, userId, key)
         const orderNo = (first?.response_body as { order_no?: unknown } | null)?.order_no
-        if (!first || first.request_hash !== hash || typeof orderNo !== 'string') {
-          throw new ProblemError('idempotency_conflict', 'This Idempotency-Key was already used with a different request body.')
-        }
-        const order = await selectOrder(trx, orderNo)
-        if (!order) throw new ProblemError('idempotency_conflict', 'This Idempotency-Key was already used with a different request body.')
-        return { order, replayed: true }
-      }
-      let openid: string | null = null
-      if (channel === 'jsapi') {
-        openid = await p.openidOf(userId, provider.appid, String(request.id))
-        if (openid === null) {
-          throw validationFailed('/body/channel', 'is "jsapi", which needs a WeChat login in this app (the payer has no openid here); use "native" to pay by scanning a QR code')
-        }
+        const found = first?.request_hash === hash && typeof orderNo === 'string' ? await selectOrder(trx, orderNo) : undefined
+        if (!found) throw new ProblemError('idempotency_conflict', 'This Idempotency-Key was already used with a different request body.')
+        return { order: found, replayed: true }
       }
       const now = new Date()
-      const order = await insertOrder(trx, {
+      const inserted = await insertOrder(trx, {
         order_no: newOrderNo(now),
         user_id: userId,
         package_id: pkg.id,
@@ -106,13 +105,26 @@ export async function orderRoutes (fastify: FastifyInstance, opts: { deps: Billi
         created_at: now,
         expires_at: new Date(now.getTime() + p.config.ttlMinutes * 60_000)
       })
-      const placed = await placeWithWechatPay(p, order, pkg, openid, request.log)
-      const saved = await trx.updateTable('orders').set(placed).where('id', '=', order.id).returningAll().executeTakeFirstOrThrow()
-      if (key !== undefined) await saveIdempotentResponse(trx, userId, key, 200, { order_no: saved.order_no })
-      return { order: saved, replayed: false }
+      if (key !== undefined) await saveIdempotentResponse(trx, userId, key, 200, { order_no: inserted.order_no })
+      return { order: inserted, replayed: false }
     })
-    request.log.info({ order_no: outcome.order.order_no, user_id: userId, package_id: packageId, channel, replayed: outcome.replayed, simulated: outcome.order.simulated }, outcome.replayed ? 'order replayed from its idempotency key' : 'order placed')
-    return { ...orderView(outcome.order), pay: payParams(p, outcome.order) }
+    let placed = order
+    if (order.prepay_id === null && order.code_url === null) {
+      if (order.status !== 'pending') {
+        throw new ProblemError('idempotency_conflict', `The order of this Idempotency-Key is ${order.status} and was never placed with WeChat Pay; order again with a new key.`)
+      }
+      try {
+        const answer = await placeWithWechatPay(p, order, p.config.packages.find((k) => k.id === order.package_id) ?? pkg, openid, request.log)
+        placed = await db.updateTable('orders').set(answer).where('id', '=', order.id).returningAll().executeTakeFirstOrThrow()
+      } catch (err) {
+        // Without a key nobody can come back for this order (and nobody was shown a way to pay it): it goes. With a key,
+        // it stays for the retry to place (an order never placed is closed by the poller once it expires).
+        if (key === undefined) await deleteUnplacedOrder(db, order.id)
+        throw err
+      }
+    }
+    request.log.info({ order_no: placed.order_no, user_id: userId, package_id: packageId, channel, replayed, simulated: placed.simulated }, replayed ? 'order replayed from its idempotency key' : 'order placed')
+    return { ...orderView(placed), pay: payParams(p, placed) }
   })
 
   app.get('/api/billing/orders', {

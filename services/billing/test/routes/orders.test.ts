@@ -6,6 +6,12 @@ import { sql } from 'kysely'
 import { bearer } from '../helper.ts'
 import { buildPaymentsApp } from '../payments-helper.ts'
 
+/** The client config billing built from its WECHATPAY_* variables (to rebuild the client with another timeout). */
+function clientConfigOf (deps: Awaited<ReturnType<typeof buildPaymentsApp>>['deps']) {
+  const m = deps.payments.config.merchant!
+  return { mchid: m.mchid, appid: m.appid, merchantSerial: m.merchantSerial, privateKey: m.privateKey, apiV3Key: m.apiV3Key, publicKeys: new Map(m.publicKeys.map((k) => [k.id, k.pem])), notifyUrl: m.notifyUrl, apiBase: m.apiBase, timeoutMs: 5000 }
+}
+
 const CHINA_TIME = /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\+08:00$/
 
 t.test('GET /api/billing/packages lists the packages on sale (needs a token)', async (t) => {
@@ -185,20 +191,35 @@ t.test('Idempotency-Key: the same key and body answer the same order; another bo
   const concurrent = await Promise.all(Array.from({ length: 8 }, () => order(1, { package_id: 'pro', channel: 'native' }, { 'idempotency-key': 'order-k2' })))
   t.same(concurrent.map((r) => r.statusCode), Array(8).fill(200))
   t.equal(new Set(concurrent.map((r) => r.json().order_no)).size, 1)
+  t.equal(new Set(concurrent.map((r) => r.json().pay.code_url)).size, 1, 'placing again is idempotent at WeChat Pay: one code_url')
   t.equal((await deps.db.selectFrom('orders').select('id').where('user_id', '=', 1).execute()).length, 2)
-  t.equal(fake.requests.filter((r) => r.operation === 'create').length, 3)
+  t.ok(fake.requests.filter((r) => r.operation === 'create').every((r) => r.status === 200))
 })
 
-t.test('WeChat Pay refusing or not answering the order: 502/503, nothing kept, the key can be retried', async (t) => {
+t.test('WeChat Pay refusing the order: 502 with nothing leaked; without a key nothing is kept, with one the retry places the same order', async (t) => {
   const { deps, fake, order } = await buildPaymentsApp(t)
   fake.knobs.create = { status: 500, code: 'SYSTEM_ERROR', message: '系统错误' }
-  const res = await order(1, undefined, { 'idempotency-key': 'k' })
+  const res = await order(1)
   t.equal(res.statusCode, 502)
   t.equal(res.json().code, 'upstream_error')
   t.notMatch(res.body, /SYSTEM_ERROR|127\.0\.0\.1/, 'no upstream detail leaks')
-  t.equal((await deps.db.selectFrom('orders').select('id').execute()).length, 0)
+  t.equal((await deps.db.selectFrom('orders').select('id').execute()).length, 0, 'no key: nothing kept')
+
+  t.equal((await order(1, undefined, { 'idempotency-key': 'k' })).statusCode, 502)
+  const kept = await deps.db.selectFrom('orders').selectAll().execute()
+  t.equal(kept.length, 1, 'with a key the order waits for the retry')
   fake.knobs.create = undefined
-  t.equal((await order(1, undefined, { 'idempotency-key': 'k' })).statusCode, 200, 'the same key works once WeChat Pay does')
+  const retry = await order(1, undefined, { 'idempotency-key': 'k' })
+  t.equal(retry.statusCode, 200, retry.body)
+  t.equal(retry.json().order_no, kept[0].order_no, 'the same order, placed now')
+  t.match(retry.json().pay, { code_url: /^weixin:/ })
+  t.equal(fake.order(kept[0].order_no)?.amount_total, 990)
+
+  fake.knobs.create = 'hang'
+  deps.payments.provider!.client = (await import('@chat-platform/wechatpay')).createWechatPayClient({ ...clientConfigOf(deps), timeoutMs: 300 })
+  const hung = await order(1)
+  t.equal(hung.statusCode, 503, 'no answer from WeChat Pay: 503')
+  t.equal(hung.json().code, 'service_unavailable')
 })
 
 t.test('a pending order read with GET is checked with WeChat Pay when older than 10 s, at most every 10 s', async (t) => {

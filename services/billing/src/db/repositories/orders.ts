@@ -48,6 +48,12 @@ export async function markOrderClosed (db: Db, orderNo: string): Promise<Order |
     .returningAll().executeTakeFirst()
 }
 
+/** Removes an order WeChat Pay was never given (its placing failed and no Idempotency-Key can come back for it). */
+export async function deleteUnplacedOrder (db: Db, id: number): Promise<void> {
+  await db.deleteFrom('orders').where('id', '=', id).where('status', '=', 'pending')
+    .where('prepay_id', 'is', null).where('code_url', 'is', null).execute()
+}
+
 /** Flags an order for an operator, keeping every reason given. */
 export async function flagOrder (db: Db, orderNo: string, reason: string): Promise<void> {
   await db.updateTable('orders').set({ flagged: true, flag_reason: appendReason(reason) }).where('order_no', '=', orderNo).execute()
