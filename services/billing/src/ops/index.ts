@@ -17,7 +17,7 @@ export const BILLING_USAGE = `  pnpm ops billing:replay (--since <ISO time> | --
   pnpm ops billing:audit
   pnpm ops usage:reconcile --since <ISO time> [--until <ISO time>] [--dry-run]
   pnpm ops payments:reconcile --since <ISO time> [--until <ISO time>] [--dry-run]   (orders created then; WECHATPAY_* needed)
-  (env: billing's: DATABASE_URL, NATS_URL, EVENTS_NAMESPACE, REDIS_URL, REDIS_PREFIX, CHAT_URL, BILLING_URL, AUTH_URL, INTERNAL_TOKEN, SIGNUP_BONUS, MODEL_PRICES)`
+  (env: billing's: DATABASE_URL, NATS_URL, EVENTS_NAMESPACE, REDIS_URL, REDIS_PREFIX, CHAT_URL, BILLING_URL, AUTH_URL, INTERNAL_TOKEN, SIGNUP_BONUS, MODEL_PRICES or CHAT_MODELS)`
 
 export const isBillingCommand = (command: string | undefined): boolean => (BILLING_COMMANDS as readonly (string | undefined)[]).includes(command)
 
