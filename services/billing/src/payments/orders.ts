@@ -3,7 +3,7 @@
 import { randomBytes } from 'node:crypto'
 import type { SignedNotification, Transaction, WechatPayClient, JsapiPayParams } from '@chat-platform/wechatpay'
 import type { Order, OrderChannel } from '../db/database.ts'
-import { flagOrder, lockOrder, markOrderClosed, markOrderPaid, leaseOrderCheck, selectOrder } from '../db/repositories/orders.ts'
+import { flagOrder, lockOrder, markOrderClosed, markOrderNotified, markOrderPaid, leaseOrderCheck, selectOrder } from '../db/repositories/orders.ts'
 import { postEntries, type Balances, type LedgerRules } from '../ledger.ts'
 import { commitAndCache, type Books } from '../post.ts'
 import type { PaymentsConfig, RechargePackage } from './config.ts'
@@ -101,6 +101,7 @@ export async function settleOrder (p: Payments, tx: Transaction, source: SettleS
   const result = await commitAndCache(p.books, async (trx): Promise<SettleResult & { balances?: Balances }> => {
     const order = await lockOrder(trx, tx.out_trade_no)
     if (!order) return { outcome: 'unknown_order' }
+    if (source === 'notify') await markOrderNotified(trx, order.order_no)
     const mismatches = mismatchesOf(order, tx)
     if (mismatches.length > 0) {
       const detail = `WeChat Pay (${source}) says ${mismatches.join(', ')}`

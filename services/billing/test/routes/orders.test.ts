@@ -51,6 +51,7 @@ t.test('native order → callback → paid, credited once with a payment row, ba
   const got = (await app.inject({ method: 'GET', url: `/api/billing/orders/${body.order_no}`, headers: bearer(1) })).json()
   t.match(got, { order_no: body.order_no, status: 'paid', paid_at: /Z$/ })
   t.equal((await orderRow(body.order_no)).transaction_id, placed.transaction_id, 'WeChat Pay\'s transaction id is kept')
+  t.ok((await orderRow(body.order_no)).notified_at, 'the callback is recorded on the order')
   t.same(await audit(), [])
 })
 

@@ -63,6 +63,7 @@ export async function flagOrder (db: Db, orderNo: string, reason: string): Promi
 const appendReason = (reason: string) =>
   sql<string>`case when strpos(coalesce(flag_reason, ''), ${reason}::text) > 0 then flag_reason else concat_ws('; ', flag_reason, ${reason}::text) end`
 
+/** The first (and every later) genuine callback for the order: when WeChat Pay last called back about it. */
 export async function markOrderNotified (db: Db, orderNo: string): Promise<void> {
   await db.updateTable('orders').set({ notified_at: sql<Date>`now()` }).where('order_no', '=', orderNo).execute()
 }
