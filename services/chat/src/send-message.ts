@@ -1,4 +1,5 @@
 // Sending a message, as one use case: admit (session, Idempotency-Key, in-flight slot, balance) → call the model → record the reply and its charge.
+// Regenerating the last reply is the same use case asking again for a stored user message; a title may follow, in the background.
 import { createHash } from 'node:crypto'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import { balanceCacheKey, namespaced, Subjects, type ChatMessage, type UsageRecorded, type UsageSource } from '@chat-platform/contracts'
@@ -6,19 +7,17 @@ import { notFound, problem, ProblemError } from '@chat-platform/platform'
 import type { ChatConfig } from './config.ts'
 import type { ChatDeps } from './deps.ts'
 import type { MessageRow, SessionRow } from './db/database.ts'
-import { toMessage, updateMessage } from './db/repositories/messages.ts'
-import { findSessionWithContext, insertUserMessage, readCharges, recordReply, renewLease, type ContextMessage, type RecordedReply } from './db/repositories/exchanges.ts'
+import { toMessage } from './db/repositories/messages.ts'
+import { claimRegeneration, failExchange, findRegenerateTarget, findSessionWithContext, insertUserMessage, readCharges, recordReply, renewLease, type ContextMessage, type RecordedReply } from './db/repositories/exchanges.ts'
 import { claimIdempotencyKey, completeIdempotencyKey, deleteExpiredIdempotencyKeys, releaseIdempotencyKey, touchIdempotencyKey } from './db/repositories/idempotency-keys.ts'
 import { admissionBalance, readBalanceCopy, type OwnCharges } from './balance.ts'
 import { InflightLimiter, type InflightSlot } from './inflight.ts'
 import { RecordRetries, sweepStaleExchanges } from './pending-exchanges.ts'
 import { buildPrompt } from './prompt.ts'
 import { buildUsageEvent } from './usage-event.ts'
+import { AutoTitles, type BackgroundSlot } from './titles.ts'
 import type { LlmOutcome } from './llm/client.ts'
 import type { RoutedOutcome } from './llm/router.ts'
-
-/** A session's own settings (null: the defaults). */
-type Settings = Pick<SessionRow, 'model' | 'system_prompt'>
 
 export interface SendInput {
   userId: number
@@ -30,6 +29,15 @@ export interface SendInput {
   /** This exchange's model (a per-message override the route checked is configured); else the session's, else the default. */
   model?: string
 }
+
+/** Regenerate: `messageId` must be the session's last reply; its user message is asked again. */
+export type RegenerateInput = Omit<SendInput, 'content'> & { messageId: number }
+
+/** A regeneration: the user message asked again and the reply the new one replaces. */
+interface Regeneration { userMessageId: number, replyId: number }
+
+/** What admission found: the session, the turns before the message asked, and that message. */
+interface Asked { session: SessionRow, history: ContextMessage[], content: string, regenerate?: Regeneration }
 
 /** Streaming: deltas as the model writes; `signal` (the client left) aborts the upstream call. */
 export interface StreamSink { onDelta: (text: string) => void, signal: AbortSignal }
@@ -52,6 +60,8 @@ interface Usage { prompt_tokens: number, completion_tokens: number, usage_source
 
 /** The request an Idempotency-Key names: its session and content (`role` and `Accept` are not part of it). */
 export const requestHash = (sessionId: number, content: string, model?: string) => createHash('sha256').update(JSON.stringify(model === undefined ? [sessionId, content] : [sessionId, content, model])).digest('hex')
+/** The request an Idempotency-Key names on regenerate: its session and reply (never equal to a send's). */
+export const regenerateHash = (sessionId: number, messageId: number) => createHash('sha256').update(JSON.stringify(['regenerate', sessionId, messageId])).digest('hex')
 
 export class SendMessage {
   private readonly deps: ChatDeps
@@ -59,6 +69,7 @@ export class SendMessage {
   private readonly limiter: InflightLimiter
   private readonly retries: RecordRetries
   private readonly subject: string
+  private readonly titles: AutoTitles
   private timers: NodeJS.Timeout[] = []
   private sweeping: Promise<unknown> = Promise.resolve()
 
@@ -68,6 +79,7 @@ export class SendMessage {
     this.limiter = new InflightLimiter(deps.redis, { max: config.CHAT_MAX_INFLIGHT, ttlMs: config.CHAT_INFLIGHT_TTL_MS, log })
     this.retries = new RecordRetries({ retryMs: config.CHAT_RECORD_RETRY_MS, metrics: deps.metrics })
     this.subject = namespaced(config.EVENTS_NAMESPACE).subject(Subjects.usageRecorded)
+    this.titles = new AutoTitles(deps, config, (userId, log, requestId) => this.admitBackground(userId, log, requestId))
   }
 
   /** The sweepers: expired idempotency keys hourly, exchanges left pending by a dead process every CHAT_PENDING_SWEEP_MS. */
@@ -88,6 +100,7 @@ export class SendMessage {
   async close (): Promise<void> {
     for (const timer of this.timers) clearInterval(timer)
     await this.sweeping
+    await this.titles.close()
     await this.retries.close()
   }
 
@@ -100,20 +113,38 @@ export class SendMessage {
    * slot. A slot taken for a refused request is given back at once; so is a claimed key.
    */
   async admit (input: SendInput): Promise<Admission> {
+    const found = findSessionWithContext(this.deps.db, input.sessionId, input.userId, this.config.CHAT_HISTORY_MAX_MESSAGES)
+      .then((s) => s && { ...s, content: input.content })
+    return await this.admitExchange(input, () => requestHash(input.sessionId, input.content, input.model), found)
+  }
+
+  /**
+   * Regenerate: admitted as a send is, the reply checked after the key's (so a replay still replays once the reply
+   * is superseded): 409 not_last_reply unless it is the session's last one. The exchange asks again for its user
+   * message with the turns before it, and the new reply replaces it (DESIGN §6.4).
+   */
+  async admitRegenerate (input: RegenerateInput): Promise<Admission> {
     const { db } = this.deps
-    const { userId, sessionId, content, idempotencyKey: key } = input
-    const hash = key ? requestHash(sessionId, content, input.model) : undefined
-    const found = findSessionWithContext(db, sessionId, userId, this.config.CHAT_HISTORY_MAX_MESSAGES)
+    const { sessionId, userId, messageId } = input
+    const found = findRegenerateTarget(db, sessionId, userId, messageId).then(async (target): Promise<Asked | 'not_last' | undefined> => {
+      if (target === undefined || target === 'not_last') return target
+      const s = await findSessionWithContext(db, sessionId, userId, this.config.CHAT_HISTORY_MAX_MESSAGES, target.id)
+      return s && { ...s, content: target.content, regenerate: { userMessageId: target.id, replyId: messageId } }
+    })
+    return await this.admitExchange(input, () => regenerateHash(sessionId, messageId), found)
+  }
+
+  private async admitExchange (input: Omit<SendInput, 'content'>, makeHash: () => string, found: Promise<Asked | 'not_last' | undefined>): Promise<Admission> {
+    const { db } = this.deps
+    const { userId, idempotencyKey: key } = input
+    const hash = key ? makeHash() : undefined
     const taken = key ? undefined : this.acquire(userId)
     let slot: InflightSlot | null = null
-    let history: ContextMessage[]
-    let settings: Settings
+    let asked: Asked
     try {
-      const [session, acquired] = await Promise.all([found, taken])
+      const [got, acquired] = await Promise.all([found, taken])
       slot = acquired?.slot ?? null
-      if (!session) throw notFound('session')
-      history = session.history
-      settings = session.session
+      if (!got) throw notFound('session')
       if (key) {
         const claim = await claimIdempotencyKey(db, { user_id: userId, key, request_hash: hash!, ttlHours: this.config.CHAT_IDEMPOTENCY_TTL_HOURS, staleMs: this.config.CHAT_INFLIGHT_TTL_MS })
         if (claim.kind === 'mismatch') throw problem('idempotency_conflict', 'This Idempotency-Key was already used with a different request.')
@@ -124,16 +155,19 @@ export class SendMessage {
           return { replay: claim.response as ChatMessage }
         }
         try {
-          const got = await this.acquire(userId)
-          slot = got.slot
-          slot = await this.admitOn(userId, got, input)
+          if (got === 'not_last') throw notLastReply()
+          const free = await this.acquire(userId)
+          slot = free.slot
+          slot = await this.admitOn(userId, free, input)
         } catch (err) {
           await releaseIdempotencyKey(db, userId, key)
           throw err
         }
       } else {
+        if (got === 'not_last') throw notLastReply()
         slot = await this.admitOn(userId, acquired!, input)
       }
+      asked = got as Asked // 'not_last' was refused on both paths
     } catch (err) {
       // Both ran: wait for the other one too, and give back a slot however far the checks got.
       const [, got] = await Promise.allSettled([found, taken])
@@ -147,10 +181,37 @@ export class SendMessage {
       exchange: async (stream) => {
         if (ran) throw new Error('an admitted exchange runs once')
         ran = true
-        return await this.hold(held, key ? () => touchIdempotencyKey(db, userId, key) : undefined, () =>
-          this.exchange({ ...input, requestHash: hash, history, settings }, stream))
+        const message = await this.hold(held, key ? () => touchIdempotencyKey(db, userId, key) : undefined, () =>
+          this.exchange({ ...input, requestHash: hash, history: asked.history, content: asked.content, regenerate: asked.regenerate, settings: asked.session }, stream))
+        this.titles.start({ userId, sessionId: input.sessionId, sessionTitle: asked.session.title, userContent: asked.content, reply: message.content, log: input.log, requestId: input.requestId })
+        return message
       }
     }
+  }
+
+  /**
+   * Admission of a background call (an automatic title), which never answers with an error: a runner holding an
+   * in-flight slot when one is free and the balance admission counts is above 0; null otherwise (skipped).
+   */
+  private async admitBackground (userId: number, log: Logger, requestId: string): Promise<BackgroundSlot | null> {
+    let got: Awaited<ReturnType<SendMessage['acquire']>>
+    try {
+      got = await this.acquire(userId)
+    } catch {
+      return null
+    }
+    const slot = got.slot
+    if (!slot) return null
+    try {
+      const copy = await readBalanceCopy({ redis: this.deps.redis, billingUrl: this.config.BILLING_URL, log, requestId }, userId, got.cached)
+      if (admissionBalance(copy, got.charges!, this.config.MODEL_PRICES, this.config.CHAT_MODEL) > 0) {
+        return async (fn) => await this.hold(slot, undefined, fn)
+      }
+    } catch (err) {
+      log.warn({ err: (err as Error).message }, 'background call: the balance cannot be read')
+    }
+    await slot.release()
+    return null
   }
 
   /**
@@ -170,7 +231,7 @@ export class SendMessage {
   }
 
   /** 402 when the balance admission counts is used up, 429 when no slot was free; else the slot. */
-  private async admitOn (userId: number, got: Awaited<ReturnType<SendMessage['acquire']>>, input: SendInput): Promise<InflightSlot> {
+  private async admitOn (userId: number, got: Awaited<ReturnType<SendMessage['acquire']>>, input: Pick<SendInput, 'log' | 'requestId'>): Promise<InflightSlot> {
     const copy = await readBalanceCopy({ redis: this.deps.redis, billingUrl: this.config.BILLING_URL, log: input.log, requestId: input.requestId }, userId, got.cached)
     if (!got.slot || !got.charges) {
       if (copy.balance <= 0) throw usedUp()
@@ -218,7 +279,7 @@ export class SendMessage {
    * was generated, the message is marked failed and nothing is charged). A record that fails after output is
    * retried until it lands, never dropped.
    */
-  private async exchange (input: SendInput & { requestHash?: string, history: ContextMessage[], settings?: Settings }, stream?: StreamSink): Promise<ChatMessage> {
+  private async exchange (input: Exchange & { history: ContextMessage[] }, stream?: StreamSink): Promise<ChatMessage> {
     const { db, llm, tokenizer } = this.deps
     const { config } = this
     const { log } = input
@@ -230,22 +291,31 @@ export class SendMessage {
     // The call is started first (its request leaves before the insert's), then the user's message is stored,
     // so its commit is not on the first byte's path; if it cannot be stored, the call is stopped and nothing
     // is charged. A JSON caller that hangs up does not stop the exchange (the reply is stored and listed later).
+    // A regeneration claims its user message first: one that lost a race is a 409 before anything is generated.
     const notStored = new AbortController()
-    const call = stream
+    const ask = () => stream
       ? llm.stream(prompt.messages, stream.onDelta, AbortSignal.any([stream.signal, notStored.signal]), model.id)
       : llm.complete(prompt.messages, notStored.signal, model.id)
-    const stored = insertUserMessage(db, {
-      session_id: input.sessionId,
-      user_id: input.userId,
-      role: 'user',
-      content: input.content,
-      content_tokens: prompt.contentTokens,
-      status: 'pending',
-      error_code: null,
-      exchange_model: model.id,
-      exchange_prompt_tokens: prompt.tokens,
-      lease_ms: config.CHAT_INFLIGHT_TTL_MS
-    })
+    let call: Promise<RoutedOutcome>
+    let stored: Promise<MessageRow & { reply_id: number }>
+    if (input.regenerate) {
+      stored = this.claim(input.regenerate, prompt.tokens, model.id)
+      call = stored.then(ask)
+    } else {
+      call = ask()
+      stored = insertUserMessage(db, {
+        session_id: input.sessionId,
+        user_id: input.userId,
+        role: 'user',
+        content: input.content,
+        content_tokens: prompt.contentTokens,
+        status: 'pending',
+        error_code: null,
+        exchange_model: model.id,
+        exchange_prompt_tokens: prompt.tokens,
+        lease_ms: config.CHAT_INFLIGHT_TTL_MS
+      })
+    }
     stored.catch(() => notStored.abort())
     // The lease tells the sweeper this exchange's process is alive, however long the model takes.
     const lease = setInterval(() => {
@@ -264,7 +334,7 @@ export class SendMessage {
       try {
         userMessage = await stored
       } catch (err) {
-        log.error({ err: (err as Error).message }, 'the user message could not be stored; the model call was stopped, nothing is charged')
+        if (!(err instanceof ProblemError)) log.error({ err: (err as Error).message }, 'the user message could not be stored; the model call was stopped, nothing is charged')
         if (input.idempotencyKey) await releaseIdempotencyKey(db, input.userId, input.idempotencyKey).catch(() => {})
         throw err
       }
@@ -278,8 +348,15 @@ export class SendMessage {
     }
   }
 
+  /** A regeneration's user message, claimed pending (as a send's is inserted); 409 when the reply is no longer the last. */
+  private async claim (regenerate: Regeneration, promptTokens: number, model: string): Promise<MessageRow & { reply_id: number }> {
+    const claimed = await claimRegeneration(this.deps.db, { userMessageId: regenerate.userMessageId, replyId: regenerate.replyId, model, promptTokens, leaseMs: this.config.CHAT_INFLIGHT_TTL_MS })
+    if (!claimed) throw notLastReply()
+    return claimed
+  }
+
   /** Records what the model answered, or marks the exchange failed when it generated nothing. */
-  private async record (input: SendInput & { requestHash?: string }, promptTokens: number, userMessage: MessageRow & { reply_id: number }, outcome: RoutedOutcome): Promise<ChatMessage> {
+  private async record (input: Exchange, promptTokens: number, userMessage: MessageRow & { reply_id: number }, outcome: RoutedOutcome): Promise<ChatMessage> {
     const { log } = input
     if (!outcome.finished && outcome.content === '') {
       const code = outcome.error?.code ?? 'client_closed'
@@ -317,7 +394,7 @@ export class SendMessage {
    * same transaction, so a retry can never be charged twice. Undefined when the session was deleted meanwhile
    * (the usage is charged all the same).
    */
-  private async writeRecord (input: SendInput & { requestHash?: string }, userMessage: MessageRow & { reply_id: number }, outcome: LlmOutcome, event: UsageRecorded): Promise<ChatMessage | undefined> {
+  private async writeRecord (input: Exchange, userMessage: MessageRow & { reply_id: number }, outcome: LlmOutcome, event: UsageRecorded): Promise<ChatMessage | undefined> {
     const key = input.idempotencyKey
     const record: RecordedReply = {
       userMessageId: userMessage.id,
@@ -335,7 +412,8 @@ export class SendMessage {
       event,
       subject: this.subject,
       requestId: input.requestId,
-      idempotency: key && input.requestHash ? { key, request_hash: input.requestHash } : undefined
+      idempotency: key && input.requestHash ? { key, request_hash: input.requestHash } : undefined,
+      supersedes: input.regenerate?.replyId
     }
     if (!key) {
       const { reply } = await recordReply(this.deps.db, record)
@@ -350,11 +428,11 @@ export class SendMessage {
     })
   }
 
-  /** Marks a pending exchange failed (nothing charged; the key is freed); while Postgres is away, retried in the background. */
+  /** Marks a pending exchange failed, a regeneration back to its reply (nothing charged; the key is freed); while Postgres is away, retried in the background. */
   private async fail (input: SendInput, userMessage: MessageRow, code: string): Promise<void> {
     const { db } = this.deps
     const write = async () => {
-      await updateMessage(db, userMessage.id, { status: 'failed', error_code: code, lease_until: null })
+      await failExchange(db, userMessage.id, code)
       if (input.idempotencyKey) await releaseIdempotencyKey(db, input.userId, input.idempotencyKey)
     }
     try {
@@ -377,4 +455,8 @@ class RecordPendingError extends Error {
   }
 }
 
+/** An exchange as it runs: the message asked (a send's, or a regeneration's stored one) and the key's request. */
+type Exchange = SendInput & { requestHash?: string, regenerate?: Regeneration, settings?: Pick<SessionRow, 'model' | 'system_prompt'> }
+
+const notLastReply = () => problem('not_last_reply', 'Only the session\'s last reply can be regenerated.')
 const usedUp = () => problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')

@@ -1,7 +1,7 @@
 // Table interfaces of the `chat` schema.
 import type { ColumnType, Generated, Insertable, Selectable, Updateable } from 'kysely'
 import type { OutboxTable } from '@chat-platform/platform'
-import type { UsageSource } from '@chat-platform/contracts'
+import type { UsagePurpose, UsageSource } from '@chat-platform/contracts'
 
 export const SCHEMA = 'chat'
 
@@ -42,6 +42,10 @@ export interface MessagesTable {
   exchange_prompt_tokens: number | null
   /** A pending user message: renewed by the process running the exchange; expired means nobody is. */
   lease_until: Date | null
+  /** An assistant message a regenerate replaced: listed, never sent to the model again. */
+  superseded: Generated<boolean>
+  /** A user message being asked again (pending): the reply its regeneration replaces; null otherwise. */
+  exchange_supersedes: number | null
 }
 
 /** One row per charged exchange; kept when its session is deleted (billing history stays). */
@@ -49,7 +53,8 @@ export interface UsageTable {
   event_id: string
   user_id: number
   session_id: number
-  message_id: number
+  /** The exchange's reply; null for a title. */
+  message_id: number | null
   model: string
   prompt_tokens: number
   completion_tokens: number
@@ -63,6 +68,8 @@ export interface UsageTable {
   request_hash: ColumnType<string | null, string | null | undefined, never>
   /** The offline simulator answered (the event's `simulated`), so a rebuilt event carries it too. */
   simulated: ColumnType<boolean, boolean | undefined, never>
+  /** `exchange`, or `title` (a session's automatic title: no message, at most one per session). */
+  purpose: ColumnType<UsagePurpose, UsagePurpose | undefined, never>
 }
 
 /** Per user: the sum of estimated_amount over every usage event chat recorded (admission subtracts what billing has not applied). */

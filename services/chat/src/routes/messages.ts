@@ -1,22 +1,22 @@
-// /api/sessions/:session_id/messages: send a message (JSON or SSE, idempotent with Idempotency-Key) and list them.
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+// /api/sessions/:session_id/messages: send a message (JSON or SSE, idempotent with Idempotency-Key), list them, regenerate the last reply.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { TypeBoxTypeProvider } from '@fastify/type-provider-typebox'
 import { Type } from 'typebox'
-import { ChatMessageSchema, ErrorCodes, PaginationQuerySchema, ProblemSchema, SendMessageWithModelBodySchema, SessionIdParamsSchema, type ChatMessage } from '@chat-platform/contracts'
-import { classify, notFound, problemBody, ProblemError, validationFailed } from '@chat-platform/platform'
+import { ChatMessageSchema, ErrorCodes, IdempotencyKey, PaginationQuerySchema, SendMessageWithModelBodySchema, SessionIdParamsSchema, type ChatMessage } from '@chat-platform/contracts'
+import { classify, notFound, problemBody, ProblemError, problems, validationFailed } from '@chat-platform/platform'
 import type { ChatConfig } from '../config.ts'
 import type { ChatDeps } from '../deps.ts'
 import { findSession } from '../db/repositories/sessions.ts'
 import { listMessages, toMessage } from '../db/repositories/messages.ts'
-import { ClientClosedError, SendMessage } from '../send-message.ts'
+import { ClientClosedError, SendMessage, type Admission } from '../send-message.ts'
 import { acceptsEventStream, openSse, type SseStream } from '../sse.ts'
 
 const SendHeadersSchema = Type.Object({
-  'idempotency-key': Type.Optional(Type.String({ minLength: 1, maxLength: 255, pattern: '^[\\x21-\\x7E]+$' })),
+  'idempotency-key': Type.Optional(IdempotencyKey),
   accept: Type.Optional(Type.String())
 }, { additionalProperties: true })
 
-const problems = (...statuses: number[]) => Object.fromEntries(statuses.map((s) => [s, ProblemSchema]))
+const RegenerateParamsSchema = Type.Object({ ...SessionIdParamsSchema.properties, message_id: SessionIdParamsSchema.properties.session_id })
 
 export async function messageRoutes (fastify: FastifyInstance, opts: { deps: ChatDeps, config: ChatConfig }) {
   const app = fastify.withTypeProvider<TypeBoxTypeProvider>()
@@ -67,6 +67,33 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
       log: request.log,
       requestId: String(request.id)
     })
+    return await answer(request, reply, admitted)
+  })
+
+  app.post('/api/sessions/:session_id/messages/:message_id/regenerate', {
+    schema: {
+      tags: ['chat'],
+      summary: 'Regenerate the session\'s last reply',
+      description: 'Asks the model again for the last user message; the new reply replaces `message_id` (which must be the session\'s last reply, else 409 `not_last_reply`) in the conversation, and the old one stays listed with `superseded: true`. Charged as an exchange; admission (402, 429), `Idempotency-Key` and `Accept: text/event-stream` as when sending. No body.',
+      security,
+      params: RegenerateParamsSchema,
+      headers: SendHeadersSchema,
+      response: { 200: ChatMessageSchema, ...problems(400, 401, 402, 404, 409, 429, 502, 503, 504) }
+    }
+  }, async (request, reply) => {
+    const admitted = await sendMessage.admitRegenerate({
+      userId: request.user.id,
+      sessionId: request.params.session_id,
+      messageId: request.params.message_id,
+      idempotencyKey: request.headers['idempotency-key'],
+      log: request.log,
+      requestId: String(request.id)
+    })
+    return await answer(request, reply, admitted)
+  })
+
+  /** The admitted exchange's answer: JSON, or SSE (`delta`… then `done` or `error`) with Accept: text/event-stream. */
+  async function answer (request: FastifyRequest, reply: FastifyReply, admitted: Admission) {
     const streaming = acceptsEventStream(request.headers.accept)
     // A JSON caller that hangs up does not stop the exchange: the reply is stored and listed later.
     if (!streaming) return admitted.replay ?? await admitted.exchange()
@@ -88,7 +115,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
       sse.end()
     }
     return reply
-  })
+  }
 }
 
 function sendError (sse: SseStream, request: FastifyRequest, err: unknown) {

@@ -8,7 +8,7 @@ t.test('sessions', async (t) => {
 
   t.test('the public routes are in the OpenAPI document, the internal ones are not', async (t) => {
     const doc = (await app.inject({ method: 'GET', url: '/openapi.json' })).json()
-    t.same(Object.keys(doc.paths).sort(), ['/api/models', '/api/sessions', '/api/sessions/{session_id}', '/api/sessions/{session_id}/messages'])
+    t.same(Object.keys(doc.paths).sort(), ['/api/models', '/api/sessions', '/api/sessions/{session_id}', '/api/sessions/{session_id}/messages', '/api/sessions/{session_id}/messages/{message_id}/regenerate'])
     t.ok(doc.paths['/api/sessions/{session_id}/messages'].post.parameters.some((p: { name: string }) => p.name === 'idempotency-key'))
   })
 

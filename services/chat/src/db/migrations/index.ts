@@ -6,6 +6,7 @@ import { addChargesMigration } from './0004-charges.ts'
 import { addUsageIdempotencyMigration } from './0005-usage-idempotency.ts'
 import { addUsageSimulatedMigration } from './0006-usage-simulated.ts'
 import { addSessionSettingsMigration } from './0007-session-settings.ts'
+import { addSupersededMigration } from './0008-superseded.ts'
 
 export const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
@@ -14,5 +15,6 @@ export const migrations: Record<string, Migration> = {
   '0004_charges': addChargesMigration,
   '0005_usage_idempotency': addUsageIdempotencyMigration,
   '0006_usage_simulated': addUsageSimulatedMigration,
-  '0007_session_settings': addSessionSettingsMigration
+  '0007_session_settings': addSessionSettingsMigration,
+  '0008_superseded': addSupersededMigration
 }

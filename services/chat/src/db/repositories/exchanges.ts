@@ -10,16 +10,18 @@ export type ContextMessage = Pick<MessageRow, 'id' | 'role' | 'content' | 'conte
 
 /**
  * The user's session and its newest turns that may go into a prompt (newest first), in one round trip:
- * replies, and user messages that got one (pending and failed ones are left out, so no dangling turn is sent).
- * Undefined when the session is not this user's.
+ * replies, and user messages that got one (pending and failed ones are left out, so no dangling turn is sent);
+ * superseded replies are left out (a regenerate replaced them). `beforeId`: only turns before it (a regenerate
+ * asks again for that user message). Undefined when the session is not this user's.
  */
-export async function findSessionWithContext (db: Db, sessionId: number, userId: number, limit: number): Promise<{ session: SessionRow, history: ContextMessage[] } | undefined> {
+export async function findSessionWithContext (db: Db, sessionId: number, userId: number, limit: number, beforeId?: number): Promise<{ session: SessionRow, history: ContextMessage[] } | undefined> {
   const { rows } = await sql<SessionRow & { m_id: number | null, m_role: 'user' | 'assistant' | null, m_content: string | null, m_content_tokens: number | null }>`
     select s.id, s.user_id, s.title, s.created_at, s.model, s.system_prompt, m.id as m_id, m.role as m_role, m.content as m_content, m.content_tokens as m_content_tokens
     from sessions s
     left join lateral (
       select id, role, content, content_tokens from messages
-      where session_id = s.id and (role = 'assistant' or status = 'ok')
+      where session_id = s.id and (role = 'assistant' or status = 'ok') and not superseded
+        and (${beforeId ?? null}::bigint is null or id < ${beforeId ?? null}::bigint)
       order by id desc limit ${limit}
     ) m on true
     where s.id = ${sessionId} and s.user_id = ${userId}
@@ -58,13 +60,15 @@ export interface RecordedReply {
   requestId?: string
   /** The send's Idempotency-Key and request, kept on the usage row. */
   idempotency?: Idempotency
+  /** A regenerate: the reply the new one replaces (marked superseded in the same statement). */
+  supersedes?: number
 }
 
 export interface Idempotency { key: string, request_hash: string }
 
 // The CTEs every charge shares, after a `used` CTE that returns a row only if this exchange's usage row was
 // inserted now: the event into the outbox, and the user's recorded total (what admission counts) bumped.
-const charged = (event: UsageRecorded, subject: string, requestId?: string) => sql`
+export const charged = (event: UsageRecorded, subject: string, requestId?: string) => sql`
     queued as (${insertOutboxFrom('used', subject, event, requestId)}),
     counted as (
       insert into user_charges (user_id, recorded) select ${event.user_id}, ${event.estimated_amount ?? 0}::bigint from used
@@ -72,10 +76,10 @@ const charged = (event: UsageRecorded, subject: string, requestId?: string) => s
     )`
 
 // Any conflict charges nothing: the exchange's reserved reply id recorded before, or (with an Idempotency-Key,
-// kept on the row for good) another exchange of the same key already charged.
-const usageRow = (event: UsageRecorded, idempotency?: Idempotency) => sql`
-    insert into usage (event_id, user_id, session_id, message_id, model, prompt_tokens, completion_tokens, usage_source, occurred_at, estimated_amount, idempotency_key, request_hash, simulated)
-    values (${event.event_id}, ${event.user_id}, ${event.session_id}, ${event.message_id}, ${event.model}, ${event.prompt_tokens}, ${event.completion_tokens}, ${event.usage_source}, ${event.occurred_at}, ${event.estimated_amount ?? null}, ${idempotency?.key ?? null}, ${idempotency?.request_hash ?? null}, ${event.simulated ?? false})
+// kept on the row for good) another exchange of the same key already charged, or the session's title charged before.
+export const usageRow = (event: UsageRecorded, idempotency?: Idempotency) => sql`
+    insert into usage (event_id, user_id, session_id, message_id, model, prompt_tokens, completion_tokens, usage_source, occurred_at, estimated_amount, idempotency_key, request_hash, simulated, purpose)
+    values (${event.event_id}, ${event.user_id}, ${event.session_id}, ${event.message_id}, ${event.model}, ${event.prompt_tokens}, ${event.completion_tokens}, ${event.usage_source}, ${event.occurred_at}, ${event.estimated_amount ?? null}, ${idempotency?.key ?? null}, ${idempotency?.request_hash ?? null}, ${event.simulated ?? false}, ${event.purpose ?? 'exchange'})
     on conflict do nothing
     returning event_id`
 
@@ -83,8 +87,9 @@ const usageRow = (event: UsageRecorded, idempotency?: Idempotency) => sql`
  * Records an answered exchange in one statement (so one round trip, atomic on its own): the usage row (unique
  * on the exchange's reserved reply id, so recording the same exchange twice charges once), and only if it was
  * new: the reply (if the session still exists; its key-share lock keeps it from being deleted meanwhile), the
- * user message marked ok with its prompt tokens, the usage event in the outbox, the user's recorded total, and
- * the relay's wake-up (NOTIFY is delivered at commit).
+ * user message marked ok with its prompt tokens added (a regenerate adds its prompt to the send's, so Σ tokens
+ * over the messages stays Σ exchange charges), the replaced reply marked superseded (a regenerate), the usage
+ * event in the outbox, the user's recorded total, and the relay's wake-up (NOTIFY is delivered at commit).
  * `fresh` is false when the exchange had been recorded (or settled by the sweeper) before: nothing changed.
  * `reply` is the stored reply, undefined when the session was deleted mid-exchange (the usage is charged all
  * the same; its message id then points at no stored message) or the sweeper settled the exchange first.
@@ -100,9 +105,10 @@ export async function recordReply (db: Db, r: RecordedReply): Promise<{ fresh: b
       returning *
     ),
     asked as (
-      update messages set tokens = ${r.promptTokens}, status = 'ok', error_code = null, lease_until = null
+      update messages set tokens = tokens + ${r.promptTokens}, status = 'ok', error_code = null, lease_until = null, exchange_supersedes = null
       where id = ${r.userMessageId} and exists (select 1 from alive)
     ),
+    replaced as (update messages set superseded = true where id = ${r.supersedes ?? null}::bigint and exists (select 1 from alive)),
     ${charged(event, r.subject, r.requestId)}
     select exists (select 1 from used) as fresh, m.* from (${notifyOutbox(SCHEMA)}) as woken
     left join (select * from reply union all select * from messages where id = ${reply.id} and not exists (select 1 from used)) m on true`.execute(db)
@@ -133,7 +139,8 @@ export interface StaleExchange { id: number, session_id: number, user_id: number
  * Settles one pending exchange whose lease expired more than `staleMs` ago (its process died), if any: locks
  * it (SKIP LOCKED: replicas sweeping at once take different ones), lets `price` build its usage event, then in
  * the same transaction records the usage (unless the exchange was recorded meanwhile), the outbox event, the
- * recorded total, and marks the message failed (`interrupted`). Returns what it settled, undefined when none is left.
+ * recorded total, and marks the message failed (`interrupted`; a regeneration's user message is ok again, with
+ * the reply it had). Returns what it settled, undefined when none is left.
  */
 export async function settleStaleExchange (db: Kysely<Database>, staleMs: number, price: (x: StaleExchange) => { event: UsageRecorded, subject: string }): Promise<{ exchange: StaleExchange, charged: boolean } | undefined> {
   return await db.transaction().execute(async (trx) => {
@@ -150,8 +157,8 @@ export async function settleStaleExchange (db: Kysely<Database>, staleMs: number
     const { rows: done } = await sql<{ charged: boolean }>`
       with used as (${usageRow(event)}),
       settled as (
-        update messages set status = 'failed', error_code = 'interrupted', lease_until = null,
-          tokens = case when exists (select 1 from used) then ${event.prompt_tokens}::int else 0 end
+        update messages set ${settledExchange('interrupted')}, lease_until = null,
+          tokens = tokens + case when exists (select 1 from used) then ${event.prompt_tokens}::int else 0 end
         where id = ${exchange.id}
       ),
       ${charged(event, subject)}
@@ -165,4 +172,58 @@ export async function countStalePending (db: Db): Promise<{ count: number, oldes
   const { rows } = await sql<{ count: string | number, oldest: Date | null }>`
     select count(*) as count, min(created_at) as oldest from messages where status = 'pending' and coalesce(lease_until, created_at) < now()`.execute(db)
   return { count: Number(rows[0].count), oldest: rows[0].oldest }
+}
+
+// How a pending exchange ends without a reply: a send's user message is failed with `code`; a regeneration's is
+// ok again with the reply it had (its reserved reply id, which may name a charge, is given up).
+const settledExchange = (code: string) => sql`status = case when exchange_supersedes is null then 'failed' else 'ok' end,
+  error_code = case when exchange_supersedes is null then ${code}::text end,
+  exchange_reply_id = coalesce(exchange_supersedes, exchange_reply_id), exchange_supersedes = null`
+
+/** Marks a pending exchange that generated nothing: a send failed with `code`, a regeneration back to its reply. */
+export async function failExchange (db: Db, userMessageId: number, code: string): Promise<void> {
+  await sql`update messages set ${settledExchange(code)}, lease_until = null where id = ${userMessageId} and status = 'pending'`.execute(db)
+}
+
+export type RegenerateTarget = Pick<MessageRow, 'id' | 'content' | 'content_tokens'>
+
+// The reply may be regenerated only while nothing came after it but failed user messages (the reply of a
+// regeneration in progress is not written yet, and its user message no longer names this reply).
+const isLastReply = (sessionId: unknown, replyId: number) => sql`exists (
+      select 1 from messages r where r.id = ${replyId} and r.session_id = ${sessionId} and r.role = 'assistant' and not r.superseded)
+    and not exists (select 1 from messages l where l.session_id = ${sessionId} and l.id > ${replyId} and (l.role = 'assistant' or l.status <> 'failed'))`
+
+/**
+ * The user message whose reply `replyId` is, if that reply is the session's last one (see isLastReply) and its
+ * user message is settled; 'not_last' otherwise; undefined when the session is not this user's.
+ */
+export async function findRegenerateTarget (db: Db, sessionId: number, userId: number, replyId: number): Promise<RegenerateTarget | 'not_last' | undefined> {
+  const { rows } = await sql<{ last: boolean, id: number | null, content: string | null, content_tokens: number | null }>`
+    select ${isLastReply(sql`s.id`, replyId)} as last, u.id, u.content, u.content_tokens
+    from sessions s
+    left join messages u on u.session_id = s.id and u.id < ${replyId} and u.role = 'user' and u.status = 'ok' and u.exchange_reply_id = ${replyId}
+    where s.id = ${sessionId} and s.user_id = ${userId}`.execute(db)
+  if (rows.length === 0) return undefined
+  const r = rows[0]
+  if (!r.last || r.id === null) return 'not_last'
+  return { id: Number(r.id), content: r.content!, content_tokens: r.content_tokens! }
+}
+
+/**
+ * Claims the user message for a regeneration, as insertUserMessage does for a send: pending with its lease, the
+ * exchange's model and prompt tokens, a new reserved reply id, and the reply it replaces. Only one regeneration
+ * of a reply wins (the row's lock orders racing claims; the second finds it pending): undefined when the reply is
+ * no longer the session's last one.
+ */
+export async function claimRegeneration (db: Db, values: { userMessageId: number, replyId: number, model: string, promptTokens: number, leaseMs: number }): Promise<(MessageRow & { reply_id: number }) | undefined> {
+  const { rows } = await sql<MessageRow>`
+    update messages u set status = 'pending', error_code = null, exchange_supersedes = ${values.replyId},
+      exchange_reply_id = nextval(pg_get_serial_sequence('messages', 'id')),
+      exchange_model = ${values.model}, exchange_prompt_tokens = ${values.promptTokens},
+      lease_until = now() + ${values.leaseMs} * interval '1 millisecond'
+    where u.id = ${values.userMessageId} and u.status = 'ok' and u.exchange_reply_id = ${values.replyId}
+      and ${isLastReply(sql`u.session_id`, values.replyId)}
+    returning *`.execute(db)
+  if (rows.length === 0) return undefined
+  return { ...rows[0], id: Number(rows[0].id), reply_id: Number(rows[0].exchange_reply_id) }
 }
