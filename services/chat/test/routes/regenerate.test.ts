@@ -4,6 +4,8 @@ import t from 'tap'
 import { sql } from 'kysely'
 import { waitFor } from '@chat-platform/platform/testing'
 import { buildTestApp, parseSse, type TestApp } from '../helper.ts'
+import { claimRegeneration, readCharges } from '../../src/db/repositories/exchanges.ts'
+import { sweepStaleExchanges } from '../../src/pending-exchanges.ts'
 
 const SSE = { accept: 'text/event-stream' }
 const regenerate = (s: TestApp, userId: number, sessionId: number, messageId: number, headers: Record<string, string> = {}) =>
@@ -202,4 +204,28 @@ t.test('admission as a send: 402 with no balance, 429 with no free slot, before 
   t.equal((await busy).statusCode, 200)
   s.llm.knobs.hold = undefined
   t.equal((await regenerate(s, 1, session.id, r1.id)).statusCode, 200)
+})
+
+t.test('a regeneration whose process died: the sweeper charges its prompt and the old reply stays current', async (t) => {
+  const s = await buildTestApp(t)
+  await s.seedBalance(1, 10_000)
+  const session = await s.createSession(1, 'regen')
+  const r1 = (await s.send(1, session.id, 'one')).json()
+  const [u1] = await list(s, 1, session.id)
+  // What a process does before it dies: the claim, with a lease nobody renews.
+  const claimed = await claimRegeneration(s.deps.db, { userMessageId: u1.id, replyId: r1.id, model: 'gpt-4o-mini', promptTokens: 21, leaseMs: 1 })
+  t.ok(claimed)
+  t.equal(await claimRegeneration(s.deps.db, { userMessageId: u1.id, replyId: r1.id, model: 'gpt-4o-mini', promptTokens: 21, leaseMs: 1 }), undefined, 'a second claim loses')
+  t.equal((await regenerate(s, 1, session.id, r1.id)).statusCode, 409, 'while it is pending, the reply cannot be regenerated again')
+  await waitFor(async () => (await readCharges(s.deps.db, 1)).stale.length === 1, { what: 'the lease expired' })
+  const opts = { staleMs: 0, prices: s.config.MODEL_PRICES, defaultModel: 'gpt-4o-mini', eventsNamespace: s.config.EVENTS_NAMESPACE, log: s.app.log }
+  t.equal(await sweepStaleExchanges(s.deps.db, opts), 1)
+  const usage = await s.deps.db.selectFrom('usage').selectAll().where('message_id', '=', claimed!.reply_id).executeTakeFirstOrThrow()
+  t.match(usage, { prompt_tokens: 21, completion_tokens: 0, usage_source: 'estimated', purpose: 'exchange' }, 'charged its prompt')
+  const row = await s.deps.db.selectFrom('messages').selectAll().where('id', '=', u1.id).executeTakeFirstOrThrow()
+  t.match(row, { status: 'ok', error_code: null, exchange_reply_id: r1.id, exchange_supersedes: null, tokens: u1.tokens + 21 }, 'the user message is ok again, with its reply and the charged prompt')
+  t.same((await list(s, 1, session.id)).map((m: { superseded: boolean }) => m.superseded), [false, false])
+  t.equal((await regenerate(s, 1, session.id, r1.id)).statusCode, 200, 'and the reply can be regenerated')
+  const [tokens, charged] = await tokensAndCharges(s, 1)
+  t.equal(tokens, charged, INVARIANT)
 })
