@@ -170,6 +170,8 @@ export async function orderRoutes (fastify: FastifyInstance, opts: { deps: Billi
     }, async (request) => {
       const order = await selectOrder(db, request.params.order_no)
       if (!order || order.user_id !== request.user.id) throw notFound('order')
+      if (order.status === 'paid') return orderView(order)
+      if (order.status === 'closed') throw validationFailed('/params/order_no', 'is closed: it can no longer be paid')
       // The simulator signs and encrypts a TRANSACTION.SUCCESS callback as WeChat Pay would; it goes through the
       // notify route itself (raw body, signature, decryption, matching, exactly-once settlement).
       const notification = await paidNotification(order)

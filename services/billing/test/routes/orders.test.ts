@@ -3,7 +3,10 @@
 import t from 'tap'
 import { createPublicKey, createVerify } from 'node:crypto'
 import { sql } from 'kysely'
+import { balanceCacheKey } from '@chat-platform/contracts'
+import { createDb } from '@chat-platform/platform'
 import { bearer } from '../helper.ts'
+import type { Database } from '../../src/db/database.ts'
 import { buildPaymentsApp } from '../payments-helper.ts'
 
 /** The client config billing built from its WECHATPAY_* variables (to rebuild the client with another timeout). */
@@ -23,7 +26,7 @@ t.test('GET /api/billing/packages lists the packages on sale (needs a token)', a
 })
 
 t.test('native order → callback → paid, credited once with a payment row, balance and transactions', async (t) => {
-  const { app, fake, keys, order, notify, balance, payments, orderRow, audit } = await buildPaymentsApp(t)
+  const { app, deps, fake, keys, order, notify, balance, payments, orderRow, audit } = await buildPaymentsApp(t)
   const res = await order(1, { package_id: 'starter', channel: 'native', amount_fen: 1 })
   t.equal(res.statusCode, 200, res.body)
   const body = res.json()
@@ -42,6 +45,7 @@ t.test('native order → callback → paid, credited once with a payment row, ba
   const cb = await notify(fake.notification(body.order_no))
   t.equal(cb.statusCode, 204)
   t.equal(cb.body, '')
+  t.equal(await deps.redis.get(balanceCacheKey(1)), '2000:0', 'the Redis copy chat and auth read moved with the credit')
   t.equal(await balance(1), 2000, 'signup bonus + 1000 tokens')
   const rows = await payments(1)
   t.equal(rows.length, 1)
@@ -342,4 +346,24 @@ t.test('GET /api/admin/orders: admins only (403 otherwise), filtered by status',
   t.same((await app.inject({ method: 'GET', url: '/api/admin/orders?status=paid', headers: admin })).json().map((o: { order_no: string }) => o.order_no), [paid])
   t.same((await app.inject({ method: 'GET', url: '/api/admin/orders?status=pending', headers: admin })).json().map((o: { user_id: number }) => o.user_id), [2])
   t.equal((await app.inject({ method: 'GET', url: '/api/admin/orders?status=refunded', headers: admin })).statusCode, 400)
+})
+
+t.test('the database away when the callback arrives: 500 {code, message} so WeChat Pay retries; the retry credits once', async (t) => {
+  const { deps, fake, order, notify, balance, orderRow, audit } = await buildPaymentsApp(t)
+  const { order_no: orderNo } = (await order(1)).json()
+  fake.markPaid(orderNo)
+  const books = deps.payments.books
+  const away = createDb<Database>({ url: 'postgres://postgres@127.0.0.1:1/nowhere', schema: 'billing', poolMax: 1 })
+  t.teardown(() => away.destroy())
+  deps.payments.books = { ...books, db: away }
+  const n = fake.notification(orderNo)
+  const failed = await notify(n)
+  t.equal(failed.statusCode, 500)
+  t.match(failed.json(), { code: 'FAIL', message: /\S/ })
+  t.notMatch(failed.body, /127\.0\.0\.1|ECONNREFUSED/, 'nothing internal in the answer')
+  deps.payments.books = books
+  t.equal((await orderRow(orderNo)).status, 'pending')
+  t.equal((await notify(n)).statusCode, 204, 'WeChat Pay\'s retry of the same callback')
+  t.equal(await balance(1), 2000)
+  t.same(await audit(), [])
 })
