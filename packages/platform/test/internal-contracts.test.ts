@@ -1,8 +1,8 @@
-// assertInternalContracts: what the services' contract tests rely on fails for a copied schema, a route without a
-// contract, another service's endpoint or a missing one; internalRouteSchema passes it.
+// internalPath builds a call's path from the contract; assertInternalContracts (what the services' contract tests
+// rely on) fails for a copied schema, a route without a contract, another service's endpoint or a missing one.
 import t from 'tap'
 import { Type } from 'typebox'
-import { InternalEndpoints } from '@chat-platform/contracts'
+import { InternalEndpoints, internalPath } from '@chat-platform/contracts'
 import { createHttpApp, internalRouteSchema } from '../src/index.ts'
 import { assertInternalContracts } from '../src/testing/index.ts'
 
@@ -46,4 +46,11 @@ t.test('an equal copy, a route without a contract, another service\'s route and 
   t.match(failures((app) => {
     app.get(InternalEndpoints.balance.url, { schema: internalRouteSchema(InternalEndpoints.balance) }, reply)
   }, { absent: ['user', 'wechatOpenid', 'devMailbox'] }), ['balance is served by billing'])
+})
+
+t.test('internalPath: params URI-encoded into their segments, undefined query values left out', async (t) => {
+  t.equal(internalPath(InternalEndpoints.wechatOpenid, { params: { user_id: 7 }, query: { appid: 'wx a&b=c' } }), '/internal/users/7/wechat-openid?appid=wx+a%26b%3Dc')
+  t.equal(internalPath(InternalEndpoints.devMailbox, { query: { to: undefined } }), '/internal/dev-mailbox')
+  t.equal(internalPath(InternalEndpoints.usageRepublish, { body: { event_ids: [] } }), '/internal/usage/republish')
+  t.throws(() => internalPath(InternalEndpoints.user, { params: {} as never }), /no value for :user_id/)
 })
