@@ -136,3 +136,19 @@ t.test('a title call that fails charges nothing and is tried again after the nex
   await waitFor(async () => (await titleOf(s, 1, session.id)) === 'Second try', { what: 'titled after the next exchange' })
   t.same((await usageRows(s)).map((r) => r.purpose), ['exchange', 'exchange', 'title'])
 })
+
+t.test('a title\'s event rebuilt by /internal/usage/republish (its outbox row pruned) is the same event, purpose included', async (t) => {
+  const s = await buildTestApp(t, { CHAT_AUTO_TITLE: 'true' })
+  await s.seedBalance(1, 10_000)
+  const session = await s.createSession(1)
+  s.llm.knobs.reply = (messages) => isTitleCall(messages) ? 'A title' : 'answer'
+  t.equal((await s.send(1, session.id, 'hi')).statusCode, 200)
+  await waitFor(async () => (await titleOf(s, 1, session.id)) === 'A title', { what: 'titled' })
+  const row = (await usageRows(s)).find((r) => r.purpose === 'title')!
+  const before = await waitFor(() => s.deps.db.selectFrom('outbox').select('payload').where('id', '=', row.event_id).where('published_at', 'is not', null).executeTakeFirst(), { what: 'published' })
+  t.match(before!.payload, { purpose: 'title', message_id: null })
+  await s.deps.db.deleteFrom('outbox').where('id', '=', row.event_id).execute()
+  t.same((await s.app.inject({ method: 'POST', url: '/internal/usage/republish', payload: { event_ids: [row.event_id] } })).json(), { requeued: 1 })
+  const rebuilt = await s.deps.db.selectFrom('outbox').select('payload').where('id', '=', row.event_id).executeTakeFirstOrThrow()
+  t.same(rebuilt.payload, before!.payload, 'the same payload')
+})
