@@ -142,7 +142,7 @@ export class LlmRouter {
 
   /**
    * The model's providers in the configured order, each once (skipping open circuits), then CHAT_LLM_MAX_RETRIES
-   * more attempts from the first again after a short backoff. An attempt that produced output ends the call
+   * more attempts from the first again after a short backoff (never again to one that timed out). An attempt that produced output ends the call
    * whatever happened (a cut stream is the caller's to charge: never asked twice); one that produced nothing and
    * failed for a reason of the provider's moves on. A 429 whose Retry-After is at most CHAT_LLM_RETRY_AFTER_MAX_MS
    * is waited out on the same provider once; a longer one moves on and keeps that provider out of calls until then.
@@ -153,13 +153,16 @@ export class LlmRouter {
     if (!list || list.length === 0) throw new ProblemError('validation_failed', `The model "${model}" is not available.`)
     const total = list.length + this.opts.maxRetries
     const waited = new Set<Entry>()
+    // A provider that timed out is not asked again by this call: retries are for quick failures, and each timeout
+    // costs CHAT_LLM_TIMEOUT_MS, so a call waits at most (its providers) × the timeout for hanging ones.
+    const timedOut = new Set<Entry>()
     let last: { outcome: LlmOutcome, entry: Entry } | undefined
     let tried = 0
     for (let k = 0; k < total; k++) {
       const entry = list[k % list.length]
       if (k >= list.length && k % list.length === 0) await this.sleep(Math.min(250 * 2 ** (k / list.length - 1), 2000), signal)
       if (signal?.aborted) break
-      if (!entry.breaker.allow()) continue
+      if (timedOut.has(entry) || !entry.breaker.allow()) continue
       let outcome = await call(entry.client)
       tried++
       let failure = this.verdict(entry, outcome)
@@ -176,6 +179,7 @@ export class LlmRouter {
       }
       last = { outcome, entry }
       if (!failure || !failure.retriable) return this.routed(outcome, model, entry, tried)
+      if (failure.reason === 'timeout') timedOut.add(entry)
       this.opts.metrics?.llmFailover({ provider: entry.name, model, reason: failure.reason })
       this.opts.log.warn({ provider: entry.name, model, reason: failure.reason, status: failure.status }, 'LLM provider failed before the first byte; trying the next one')
     }

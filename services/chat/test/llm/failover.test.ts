@@ -231,3 +231,12 @@ t.test('CHAT_LLM_MAX_RETRIES: attempts after one round over the providers, from 
   t.same([first!.requests.length, second!.requests.length], [2, 1], 'first, second, first again')
   t.equal((await usageRows(s)).length, 1)
 })
+
+t.test('a provider that timed out is not asked again by the retries of the same call', async (t) => {
+  const { s, first, second } = await twoProviders(t, { env: { CHAT_LLM_MAX_RETRIES: '2', CHAT_LLM_TIMEOUT_MS: '300' }, first: { hang: true }, second: { errorStatus: 500, errorTimes: 1 } })
+  const session = await s.createSession(1)
+  const res = await s.send(1, session.id, 'slow and flaky')
+  t.equal(res.statusCode, 200)
+  t.same([first!.requests.length, second!.requests.length], [1, 2], 'first (timeout), second (500), second again; the first never twice')
+  t.equal((await usageRows(s)).length, 1)
+})
