@@ -70,7 +70,7 @@ export class LlmClient {
     return { model, messages, ...(this.opts.maxOutputTokens ? { max_tokens: this.opts.maxOutputTokens } : {}) }
   }
 
-  /** One JSON completion, bounded as a whole by the timeout (retries included). */
+  /** One JSON completion, bounded as a whole by the timeout (one request: under the router the SDK does not retry). */
   async complete (messages: PromptMessage[], signal?: AbortSignal, model: string = this.model): Promise<LlmOutcome> {
     const started = performance.now()
     return this.measured('json', model, started, await this.callJson(messages, model, signal))
