@@ -59,6 +59,8 @@ export class AutoTitles {
   private readonly admit: (userId: number, log: Logger, requestId: string) => Promise<BackgroundSlot | null>
   private readonly subject: string
   private readonly running = new Set<Promise<void>>()
+  // Shutdown stops title calls still waiting for the model (nothing generated, nothing charged) rather than wait them out.
+  private readonly closing = new AbortController()
 
   constructor (deps: ChatDeps, config: ChatConfig, admit: (userId: number, log: Logger, requestId: string) => Promise<BackgroundSlot | null>) {
     this.deps = deps
@@ -69,13 +71,14 @@ export class AutoTitles {
 
   /** After a recorded reply: a title for the session if it still needs one. Never throws, never waited for. */
   start (input: TitleInput): void {
-    if (!this.config.CHAT_AUTO_TITLE || input.sessionTitle !== DEFAULT_TITLE) return
+    if (!this.config.CHAT_AUTO_TITLE || input.sessionTitle !== DEFAULT_TITLE || this.closing.signal.aborted) return
     const run = this.run(input).catch((err) => input.log.warn({ err: (err as Error).message, session_id: input.sessionId }, 'automatic title failed'))
     this.running.add(run)
     run.finally(() => this.running.delete(run)).catch(() => {})
   }
 
   async close (): Promise<void> {
+    this.closing.abort()
     await Promise.allSettled([...this.running])
   }
 
@@ -107,9 +110,9 @@ export class AutoTitles {
     const { db, llm, tokenizer } = this.deps
     const { log } = input
     const messages = titlePrompt(input.userContent, input.reply)
-    const outcome = await llm.complete(messages, undefined, this.config.CHAT_TITLE_MODEL ?? llm.model)
+    const outcome = await llm.complete(messages, this.closing.signal, this.config.CHAT_TITLE_MODEL ?? llm.model)
     if (!outcome.finished || outcome.content === '') {
-      log.warn({ code: outcome.error?.code, session_id: input.sessionId }, 'automatic title: the model gave no answer; nothing charged')
+      log.warn({ code: outcome.error?.code ?? (outcome.clientAborted ? 'shutting_down' : undefined), session_id: input.sessionId }, 'automatic title: the model gave no answer; nothing charged')
       return
     }
     const usage = outcome.usage

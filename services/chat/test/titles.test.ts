@@ -152,3 +152,16 @@ t.test('a title\'s event rebuilt by /internal/usage/republish (its outbox row pr
   const rebuilt = await s.deps.db.selectFrom('outbox').select('payload').where('id', '=', row.event_id).executeTakeFirstOrThrow()
   t.same(rebuilt.payload, before!.payload, 'the same payload')
 })
+
+t.test('closing the service stops a title call still waiting for the model: nothing charged, the title unchanged', async (t) => {
+  const s = await buildTestApp(t, { CHAT_AUTO_TITLE: 'true' })
+  await s.seedBalance(1, 10_000)
+  const session = await s.createSession(1)
+  gatedTitles(s, 'Never')
+  t.equal((await s.send(1, session.id, 'hi')).statusCode, 200)
+  await waitFor(() => s.llm.requests.length === 2, { what: 'the title call' })
+  await s.app.close()
+  await waitFor(() => s.llm.requests[1].aborted, { what: 'the title call aborted' })
+  t.same((await usageRows(s)).map((r) => r.purpose), ['exchange'])
+  t.equal(await s.deps.db.selectFrom('sessions').select('title').where('id', '=', session.id).executeTakeFirstOrThrow().then((r) => r.title), '新会话')
+})
