@@ -1,4 +1,4 @@
-// `pnpm bench [--quick] [--only gateway,send,stream,usage,replay] [--cpu-prof gateway,chat,…]`: starts the real
+// `pnpm bench [--quick] [--only gateway,send,stream,usage,replay,admission,revocation,providers,callbacks,curves] [--cpu-prof gateway,chat,…]`: starts the real
 // system on a fresh database with a fake OpenAI upstream, measures each figure against a baseline from the
 // same run, prints a Markdown table and writes bench/results/latest.json.
 import { mkdirSync, readdirSync, statSync, writeFileSync } from 'node:fs'
@@ -22,10 +22,26 @@ import { sendSection } from './src/sections/send.ts'
 import { streamSection } from './src/sections/stream.ts'
 import { usageSection } from './src/sections/usage.ts'
 import { replaySection } from './src/sections/replay.ts'
+import { admissionSection } from './src/sections/admission.ts'
+import { revocationSection } from './src/sections/revocation.ts'
+import { providersSection } from './src/sections/providers.ts'
+import { callbacksSection } from './src/sections/callbacks.ts'
+import { curvesSection } from './src/sections/curves.ts'
 import { helloRss } from './src/sections/memory-reference.ts'
 import { summarizeProfile } from './src/cpu-profile-summary.ts'
 
-const SECTIONS = { gateway: gatewaySection, send: sendSection, stream: streamSection, usage: usageSection, replay: replaySection }
+const SECTIONS = {
+  gateway: gatewaySection,
+  send: sendSection,
+  stream: streamSection,
+  usage: usageSection,
+  replay: replaySection,
+  admission: admissionSection,
+  revocation: revocationSection,
+  providers: providersSection,
+  callbacks: callbacksSection,
+  curves: curvesSection
+}
 type SectionName = keyof typeof SECTIONS
 const PROCS: ProcName[] = ['gateway', 'auth', 'chat', 'billing']
 
@@ -82,7 +98,7 @@ async function main (): Promise<number> {
   })
   log(`system up (gateway ${system.gatewayUrl}), namespace ${system.env.EVENTS_NAMESPACE}`)
 
-  const results: Results = { figures: [], details: {}, notes: [] }
+  const results: Results = { figures: [], curves: [], details: {}, notes: [] }
   const ctx: BenchContext = { profile, system, sim, teardowns, results, extraProcs: new Map(), users: [], pinned: await canPin(), log }
   if (!ctx.pinned) results.notes.push('taskset is unavailable (or fewer than 2 cores): servers and load generator were not pinned.')
 

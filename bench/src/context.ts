@@ -16,8 +16,26 @@ export interface Figure {
   target?: { op: '>=' | '<=' | '<', value: number }
 }
 
+/** One point of a growth curve: the size, the measured value, and what else was seen there. */
+export interface CurvePoint { size: number, value: number | null, extra?: string }
+
+/**
+ * A growth curve (section `curves`): the same figure at several sizes in one run. `flag` says it grows faster
+ * than it must (`rule` says what that means for this curve), null when it could not be judged.
+ */
+export interface Curve {
+  key: string
+  label: string
+  sizeLabel: string
+  unit: string
+  points: CurvePoint[]
+  rule: string
+  flag: boolean | null
+}
+
 export interface Results {
   figures: Figure[]
+  curves: Curve[]
   details: Record<string, unknown>
   notes: string[]
 }

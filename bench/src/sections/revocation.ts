@@ -1,0 +1,118 @@
+// The token revocation check: the gateway's CPU per authenticated request with an empty revocation list, then with
+// `revoked` session revocations in it (published to AUTH_REVOCATIONS the way auth's logout writes them), plus the
+// check itself in process (RevocationList.isRevoked, empty vs full) and how long a real logout takes to reach the gateway.
+import { randomUUID } from 'node:crypto'
+import { performance } from 'node:perf_hooks'
+import { connect } from '@nats-io/transport-node'
+import { jetstream } from '@nats-io/jetstream'
+import { namespaced, Subjects, type TokenRevoked } from '@chat-platform/contracts'
+import { RevocationList } from '@chat-platform/platform'
+import { signTestToken, waitFor } from '@chat-platform/platform/testing'
+import type { BenchContext } from '../context.ts'
+import { api, createUser } from '../http.ts'
+import { LoadGenerator } from '../load-client.ts'
+import { cpuMeter } from '../procs.ts'
+import { median, round } from '../stats.ts'
+import { pidOf } from '../system-control.ts'
+
+/** ns per isRevoked call on a token that is not revoked (the common case: every request of every live session). */
+function checkCost (list: RevocationList, calls: number): number {
+  const token = { id: 42, jti: randomUUID(), sid: randomUUID(), iat: Math.floor(Date.now() / 1000) }
+  let hits = 0
+  for (let i = 0; i < 10_000; i++) if (list.isRevoked(token)) hits++
+  const t0 = performance.now()
+  for (let i = 0; i < calls; i++) if (list.isRevoked(token)) hits++
+  const ns = ((performance.now() - t0) * 1e6) / calls
+  if (hits) throw new Error('a token nobody revoked was found revoked')
+  return ns
+}
+
+export async function revocationSection (ctx: BenchContext): Promise<void> {
+  const v = ctx.profile.revocation
+  const { system } = ctx
+  const gw = system.gatewayUrl
+  const ns = namespaced(system.env.EVENTS_NAMESPACE)
+  const subject = ns.subject(Subjects.tokenRevoked)
+  const exp = Math.floor(Date.now() / 1000) + 3600
+  const revocations: TokenRevoked[] = Array.from({ length: v.revoked }, () => ({ event_id: randomUUID(), occurred_at: new Date().toISOString(), sid: randomUUID(), exp }))
+
+  // 1. The check in process: the same class the gateway runs, empty and holding every revocation published below.
+  const empty = new RevocationList()
+  const full = new RevocationList()
+  for (const r of revocations) full.add(r)
+  const emptyNs = checkCost(empty, v.micro)
+  const fullNs = checkCost(full, v.micro)
+  ctx.log(`revocation: isRevoked in process ${emptyNs.toFixed(1)} ns with an empty list, ${fullNs.toFixed(1)} ns with ${full.size} entries`)
+
+  const nc = await connect({ servers: system.env.NATS_URL })
+  const js = jetstream(nc)
+  const load = new LoadGenerator({ cpuList: '1', pinned: false })
+  const headers = { authorization: `Bearer ${ctx.users[0].token}` }
+  const url = `${gw}/api/user/balance`
+  const cpuUs: Record<'empty' | 'full', number[]> = { empty: [], full: [] }
+  const rps: Record<'empty' | 'full', number[]> = { empty: [], full: [] }
+  const measure = async (which: 'empty' | 'full') => {
+    await load.throughput({ url, headers, connections: v.connections, durationS: 2 })
+    for (let r = 0; r < v.rounds; r++) {
+      const meter = cpuMeter({ gateway: pidOf(ctx, 'gateway') })
+      const res = await load.throughput({ url, headers, connections: v.connections, durationS: v.throughputS })
+      const used = meter().gateway
+      if (res.non2xx || res.errors) ctx.results.notes.push(`revocation: ${res.non2xx} non-2xx and ${res.errors} failed requests in a ${which} run.`)
+      cpuUs[which].push(used === null || res.ok === 0 ? Number.NaN : (used * 1000) / res.ok)
+      rps[which].push(res.rps)
+      ctx.log(`revocation: ${which} list, round ${r + 1}: ${Math.round(res.rps)} req/s, gateway ${cpuUs[which].at(-1)!.toFixed(0)} µs CPU per request`)
+    }
+  }
+  try {
+    // 2. A real logout through auth (outbox → AUTH_REVOCATIONS → the gateway's feed): how long until its token is refused.
+    const user = await createUser(gw, 0)
+    const t0 = performance.now()
+    const out = await api(gw, 'POST', '/api/auth/logout', { token: user.token, body: {} })
+    if (out.status !== 200) throw new Error(`logout answered ${out.status}: ${JSON.stringify(out.body)}`)
+    await waitFor(async () => (await api(gw, 'GET', '/api/user/balance', { token: user.token })).status === 401, { timeoutMs: 30_000, intervalMs: 5, what: 'the gateway refusing a logged-out token' })
+    const propagationMs = performance.now() - t0
+    ctx.log(`revocation: a logout reached the gateway in ${propagationMs.toFixed(1)} ms`)
+
+    // 3. Gateway CPU per request before any mass revocation…
+    await measure('empty')
+
+    // …then publish `revoked` session revocations (what `revoked` logouts write) and a last one for a sentinel token:
+    // the feed is ordered, so once the sentinel is refused every revocation before it is in the gateway's list.
+    const sentinelSid = randomUUID()
+    const sentinel = signTestToken(ctx.users[0].id, { sid: sentinelSid }, { privateKey: system.env.JWT_PRIVATE_KEY })
+    const before = await api(gw, 'GET', '/api/user/balance', { token: sentinel })
+    if (before.status !== 200) throw new Error(`the sentinel token was refused before its revocation (${before.status})`)
+    const p0 = performance.now()
+    let i = 0
+    await Promise.all(Array.from({ length: 256 }, async () => {
+      while (i < revocations.length) {
+        const r = revocations[i++]
+        await js.publish(subject, JSON.stringify(r), { msgID: r.event_id })
+      }
+    }))
+    const last: TokenRevoked = { event_id: randomUUID(), occurred_at: new Date().toISOString(), sid: sentinelSid, exp }
+    await js.publish(subject, JSON.stringify(last), { msgID: last.event_id })
+    await waitFor(async () => (await api(gw, 'GET', '/api/user/balance', { token: sentinel })).status === 401, { timeoutMs: 120_000, intervalMs: 20, what: 'the gateway reading every revocation' })
+    const feedS = (performance.now() - p0) / 1000
+    ctx.log(`revocation: ${v.revoked} revocations published and in the gateway's list after ${feedS.toFixed(2)} s`)
+    await measure('full')
+
+    const c = (w: 'empty' | 'full') => median(cpuUs[w].filter(Number.isFinite))
+    ctx.results.figures.push(
+      { key: 'revocation_cpu_ratio', label: `Gateway CPU per authenticated request with ${v.revoked} revoked sessions in its list / with none`, value: round(c('full') / c('empty')), unit: '×', baseline: `none ${c('empty').toFixed(0)} µs (${Math.round(median(rps.empty))} req/s), ${v.revoked} ${c('full').toFixed(0)} µs (${Math.round(median(rps.full))} req/s) per request; runs one after the other, not interleaved (a list cannot shrink)` },
+      { key: 'revocation_check_ns', label: `isRevoked in process with ${v.revoked} revocations (a token not revoked)`, value: round(fullNs, 1), unit: 'ns', baseline: `empty list ${emptyNs.toFixed(1)} ns` },
+      { key: 'revocation_propagation_ms', label: 'Logout through auth → its token refused at the gateway', value: round(propagationMs, 1), unit: 'ms', baseline: `${v.revoked} revocations published and read by the gateway in ${feedS.toFixed(2)} s` }
+    )
+    ctx.results.details.revocation = {
+      method: `GET /api/user/balance through the gateway with one user's token (a verified-token cache hit, so the revocation check is the difference), autocannon -c ${v.connections} for ${v.throughputS} s, ${v.rounds} round(s) each; revocations are {sid, exp} records as logout writes them, published straight to AUTH_REVOCATIONS`,
+      cpu_us_per_request: { empty: cpuUs.empty.map((x) => round(x, 1)), full: cpuUs.full.map((x) => round(x, 1)) },
+      rps: { empty: rps.empty.map((x) => round(x, 0)), full: rps.full.map((x) => round(x, 0)) },
+      in_process_ns: { empty: round(emptyNs, 1), full: round(fullNs, 1), calls: v.micro },
+      feed_seconds: round(feedS, 2),
+      logout_propagation_ms: round(propagationMs, 1)
+    }
+  } finally {
+    await load.close()
+    await nc.drain().catch(() => {})
+  }
+}
