@@ -1,6 +1,8 @@
 // Failover with two fake providers on loopback: a call that failed before its first byte moves on, one that produced
 // output never does; Retry-After, timeouts, the circuit breaker, and exactly one charge for the provider that answered.
 import t, { type Test } from 'tap'
+import { request } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { freePort, waitFor } from '@chat-platform/platform/testing'
 import { priceExchange } from '@chat-platform/contracts'
 import { startSimulator, type Simulator, type SimulatorKnobs } from '@chat-platform/llm-simulator'
@@ -261,4 +263,28 @@ t.test('half-open under parallel sends: exactly one probe goes to the recovering
   t.equal(await sample(s, 'chat_llm_provider_state', { provider: 'first' }), 0, 'the probe closed it')
   t.equal(second!.requests.length, 3, 'the failed first call and the two sent meanwhile')
   t.equal((await usageRows(s)).length, 4, 'one charge per exchange')
+})
+
+t.test('a streaming client that leaves during a Retry-After wait ends the call at once: no further attempt, nothing charged', async (t) => {
+  const { s, first, second } = await twoProviders(t, { env: { CHAT_LLM_RETRY_AFTER_MAX_MS: '5000' }, first: { errorStatus: 429, errorHeaders: { 'retry-after': '3' } } })
+  const session = await s.createSession(1)
+  await s.app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = s.app.server.address() as AddressInfo
+  const body = JSON.stringify({ content: 'I will not wait' })
+  const req = request({ host: '127.0.0.1', port, method: 'POST', path: `/api/sessions/${session.id}/messages`, headers: { ...s.auth(1), accept: 'text/event-stream', 'content-type': 'application/json', 'content-length': Buffer.byteLength(body) } })
+  req.on('error', () => {})
+  req.end(body)
+  await waitFor(() => first!.requests.length === 1, { what: 'the first attempt got its 429' })
+  const left = Date.now()
+  req.destroy()
+  const user = await waitFor(async () => {
+    const m = await s.deps.db.selectFrom('messages').selectAll().where('role', '=', 'user').executeTakeFirst()
+    return m?.status === 'failed' ? m : undefined
+  }, { what: 'the exchange ends as the client left', timeoutMs: 10_000 })
+  t.ok(Date.now() - left < 2500, 'the Retry-After wait was cut short')
+  t.equal(user!.error_code, 'client_closed')
+  await new Promise((resolve) => setTimeout(resolve, 3200))
+  t.equal(first!.requests.length, 1, 'not asked again after the wait')
+  t.equal(second!.requests.length, 0)
+  t.equal((await usageRows(s)).length, 0, 'nothing charged')
 })
