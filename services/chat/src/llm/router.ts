@@ -125,11 +125,6 @@ export class LlmRouter {
     }
   }
 
-  /** The providers' names and circuit states, in order. */
-  providers (): { name: string, state: BreakerState, models: string[] }[] {
-    return this.entries.map((e) => ({ name: e.name, state: e.breaker.state, models: e.models }))
-  }
-
   /** One JSON completion of `model` (default: the default model), failing over as described in route(). */
   async complete (messages: PromptMessage[], signal?: AbortSignal, model: string = this.model): Promise<RoutedOutcome> {
     return await this.route(model, signal, (client) => client.complete(messages, signal, model))
