@@ -3,9 +3,11 @@
 // once; tampered callbacks credit nothing; an order never called back is settled by billing's poller; jsapi for a
 // WeChat user, 400 for an email-only one; admin reads refused to users; billing:audit clean.
 import t from 'tap'
+import { spawn } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
 import { generateKeySet, startFakeWechatPay } from '@chat-platform/wechatpay/testing'
 import type { SignedNotification } from '@chat-platform/wechatpay'
-import { waitFor } from '@chat-platform/platform/testing'
+import { waitFor, withoutCoverage } from '@chat-platform/platform/testing'
 import { startSystem } from './support/system.ts'
 import { startFakeWechat } from './support/fake-wechat.ts'
 import { assertAuditPasses, assertExactBalance, assertProblem, registerUser } from './support/client.ts'
@@ -34,6 +36,7 @@ const system = await startSystem(t, {
     }
   }
 })
+const STARTED = new Date(Date.now() - 60_000).toISOString()
 const NOTIFY = `${system.gatewayUrl}/api/billing/wechatpay/notify`
 /** What WeChat Pay does: post the signed callback to the public URL (here the gateway's). */
 const callback = async (n: SignedNotification) => await pay.post(n, NOTIFY)
@@ -105,4 +108,24 @@ t.test('jsapi: a WeChat user gets wx.requestPayment parameters; an email-only ac
   const refused = await system.request('POST', '/api/billing/orders', { token: emailOnly.token, body: { package_id: 'starter', channel: 'jsapi' } })
   assertProblem(t, refused, 400, 'validation_failed', 'jsapi without an openid')
   t.match(refused.body.detail, /native/)
+})
+
+t.test('pnpm ops payments:reconcile (the CLI, billing\'s environment) settles a paid order the callback missed, once', async (t) => {
+  const user = await registerUser(system, 'reconcile')
+  const { order_no: orderNo, tokens } = (await system.request('POST', '/api/billing/orders', { token: user.token, body: { package_id: 'starter', channel: 'native' } })).body
+  pay.markPaid(orderNo)
+  const root = fileURLToPath(new URL('..', import.meta.url))
+  const env = withoutCoverage({ ...process.env, ...system.env, ...system.opts.procEnv?.billing })
+  const child = spawn('pnpm', ['--silent', 'ops', 'payments:reconcile', '--since', STARTED], { cwd: root, env, stdio: ['ignore', 'pipe', 'pipe'] })
+  let output = ''
+  child.stdout.on('data', (b) => { output += b })
+  child.stderr.on('data', (b) => { output += b })
+  const code = await new Promise<number | null>((resolve) => child.on('close', resolve))
+  t.equal(code, 0, output)
+  // The poller may have got there first: either way the order is paid once.
+  t.match(output, /asked about; settled \d+/)
+  t.equal((await system.request('GET', `/api/billing/orders/${orderNo}`, { token: user.token })).body.status, 'paid')
+  user.recharged += tokens
+  await assertExactBalance(t, system, user)
+  await assertAuditPasses(t, system)
 })

@@ -23,13 +23,15 @@ t.test('commands go to their service; mistakes are usage errors before any conne
   }
   await t.rejects(runOps(['billing:audit'], contexts), /stop here/)
   await t.rejects(runOps(['usage:reconcile', '--since', '2020-01-01T00:00:00Z'], contexts), /stop here/)
+  await t.rejects(runOps(['payments:reconcile', '--since', '2020-01-01T00:00:00Z'], contexts), /stop here/)
+  await t.rejects(runOps(['payments:reconcile'], never), /--since is required/)
   await t.rejects(runOps(['admin:revoke', 'a@example.com'], contexts), /stop here/)
-  t.same(reached, ['billing', 'billing', 'auth'])
+  t.same(reached, ['billing', 'billing', 'billing', 'auth'])
 })
 
 t.test('failure messages: the usage of every service for a usage error, a failed call with its service and detail', async (t) => {
   const usage = failureMessage(new UsageError('unknown command nope'))
-  for (const line of ['unknown command nope', 'pnpm ops billing:replay', 'pnpm ops billing:audit', 'pnpm ops usage:reconcile', 'pnpm ops admin:grant <email>', 'pnpm ops admin:revoke <email>']) {
+  for (const line of ['unknown command nope', 'pnpm ops billing:replay', 'pnpm ops billing:audit', 'pnpm ops usage:reconcile', 'pnpm ops payments:reconcile', 'pnpm ops admin:grant <email>', 'pnpm ops admin:revoke <email>']) {
     t.match(usage, line)
   }
   const call = new ServiceCallError({ service: 'chat (http://chat)', method: 'GET', path: '/internal/usage', status: 503, upstreamCode: 'service_unavailable', upstreamDetail: 'down' })
