@@ -49,3 +49,19 @@ t.test('honours max_tokens like a provider: the text is cut, finish_reason "leng
   const whole = await client.chat.completions.create({ model: 'gpt-4o-mini', messages })
   t.ok(whole.usage!.completion_tokens > 100, 'without max_tokens the whole reply')
 })
+
+t.test('errorTimes fails only the first requests since the last reset; errorHeaders go out with the error', async (t) => {
+  const sim = await startSimulator({ reply: 'ok', errorStatus: 429, errorTimes: 2, errorHeaders: { 'retry-after': '7' } })
+  t.teardown(() => sim.close())
+  const client = new OpenAI({ apiKey: 'x', baseURL: sim.url, maxRetries: 0 })
+  const ask = () => client.chat.completions.create({ model: 'm', messages: [{ role: 'user', content: 'hi' }] })
+  for (let i = 0; i < 2; i++) {
+    const err = await ask().then(() => undefined, (e: unknown) => e)
+    t.ok(err instanceof OpenAI.APIError && err.status === 429, `request ${i + 1} refused`)
+    t.equal((err as InstanceType<typeof OpenAI.APIError>).headers?.get('retry-after'), '7')
+  }
+  t.equal((await ask()).choices[0].message.content, 'ok', 'the third is answered')
+  sim.reset({ reply: 'again', errorStatus: 500, errorTimes: 1 })
+  await t.rejects(ask(), 'the count starts over at a reset')
+  t.equal((await ask()).choices[0].message.content, 'again')
+})
