@@ -129,9 +129,9 @@ export function loadPaymentsConfig (env: Env): PaymentsConfig {
   const appid = (env.WECHATPAY_APPID ?? env.WECHAT_APPID) as string | undefined
   let merchant: WechatPayMerchant | null = null
   if (given.length > 0 || publicKeys.length > 0) {
-    const missing = MERCHANT_VARS.filter((k) => env[k] === undefined)
-    if (publicKeys.length === 0) missing.push('WECHATPAY_PUBLIC_KEY' as never)
-    if (appid === undefined) missing.push('WECHATPAY_APPID' as never)
+    const missing: string[] = MERCHANT_VARS.filter((k) => env[k] === undefined)
+    if (publicKeys.length === 0) missing.push('WECHATPAY_PUBLIC_KEY')
+    if (appid === undefined) missing.push('WECHATPAY_APPID')
     if (missing.length > 0) throw new Error(`${missing.join(', ')}: required once WeChat Pay is configured (${given.join(', ') || 'a public key'} given)`)
     const notifyUrl = new URL(String(env.WECHATPAY_NOTIFY_URL))
     if (production && notifyUrl.protocol !== 'https:') throw new Error('WECHATPAY_NOTIFY_URL: must be https when NODE_ENV=production (WeChat Pay refuses others)')

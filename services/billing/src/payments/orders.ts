@@ -1,6 +1,7 @@
 // Paid top-ups (DESIGN §6.2): placing an order with WeChat Pay, and settling it exactly once from whichever source
 // learns first that it was paid (the callback, the query on GET, the poller, payments:reconcile).
 import { randomBytes } from 'node:crypto'
+import type { FastifyBaseLogger } from 'fastify'
 import type { SignedNotification, Transaction, WechatPayClient, JsapiPayParams } from '@chat-platform/wechatpay'
 import type { Order, OrderChannel } from '../db/database.ts'
 import { flagOrder, lockOrder, markOrderClosed, markOrderNotified, markOrderPaid, leaseOrderCheck, selectOrder } from '../db/repositories/orders.ts'
@@ -8,7 +9,8 @@ import { postEntries, type Balances, type LedgerRules } from '../ledger.ts'
 import { commitAndCache, type Books } from '../post.ts'
 import type { PaymentsConfig, RechargePackage } from './config.ts'
 
-type Log = Books['log'] & { info: (obj: object, msg: string) => void, error: (obj: object, msg: string) => void }
+/** What the payment code logs with: a request's logger or the process's. */
+export type Log = Pick<FastifyBaseLogger, 'info' | 'warn' | 'error'>
 
 /** Where the payer's openid comes from (auth, over its internal route): null when the user has none in that app. */
 export type OpenidLookup = (userId: number, appid: string, requestId?: string) => Promise<string | null>

@@ -52,7 +52,7 @@ export async function wechatpayNotifyRoutes (fastify: FastifyInstance, opts: { d
       return fail(reply, status, reason === 'malformed' ? 'PARAM_ERROR' : 'SIGN_ERROR', `callback not accepted: ${reason}`)
     }
     try {
-      const { outcome } = await settleOrder(p, tx, 'notify', request.log as never)
+      const { outcome } = await settleOrder(p, tx, 'notify', request.log)
       count(stats, outcome)
       // A mismatch or an unknown order is answered 204 too: the callback was genuine and is recorded (the order
       // flagged, or the payment logged); hearing it again would change nothing.
