@@ -24,7 +24,6 @@ export interface PaymentProvider {
   appid: string
   /** Simulator only: a signed, encrypted TRANSACTION.SUCCESS callback for the order, exactly as WeChat Pay would post it. */
   paidNotification?: (order: Order) => SignedNotification | Promise<SignedNotification>
-  close?: () => Promise<void>
 }
 
 /** Counts since this process started (exposed on /metrics). */
