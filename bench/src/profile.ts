@@ -21,7 +21,8 @@ export interface Profile {
     readsPerPoint: number
     applyUsers: number[]
     applyEvents: number
-    outboxBacklog: number
+    /** Backlog sizes, drained one after the other; the raw publish baseline is taken at the largest. */
+    outboxBacklog: number[]
     gatewayTokens: number[]
   }
 }
@@ -43,7 +44,7 @@ export const FULL: Profile = {
     readsPerPoint: 40,
     applyUsers: [1, 100, 10_000],
     applyEvents: 20_000,
-    outboxBacklog: 100_000,
+    outboxBacklog: [10_000, 100_000],
     gatewayTokens: [1_000, 10_000, 100_000]
   }
 }
@@ -65,7 +66,7 @@ export const QUICK: Profile = {
     readsPerPoint: 8,
     applyUsers: [1, 100, 1_000],
     applyEvents: 2_000,
-    outboxBacklog: 5_000,
+    outboxBacklog: [1_000, 5_000],
     gatewayTokens: [300, 1_000, 3_000]
   }
 }

@@ -213,14 +213,15 @@ async function applyCurve (ctx: BenchContext, db: pg.Pool, nc: NatsConnection): 
 // ---- the outbox relay draining a backlog ----
 
 async function outboxCurve (ctx: BenchContext, db: pg.Pool, nc: NatsConnection): Promise<void> {
-  const n = ctx.profile.curves.outboxBacklog
+  const sizes = ctx.profile.curves.outboxBacklog
+  const largest = Math.max(...sizes)
   const ns = namespaced(ctx.system.env.EVENTS_NAMESPACE)
   const subject = ns.subject(Subjects.usageRecorded)
   const chatPid = pidOf(ctx, 'chat')
   const users = 1000
 
-  // Baseline: the same number of events of the same size published from one process straight to JetStream
-  // (256 in flight, with Nats-Msg-Id, acked), on a scratch stream so billing does not apply them twice.
+  // Baseline: as many events of the same size as the largest backlog, published from one process straight to
+  // JetStream (256 in flight, with Nats-Msg-Id, acked), on a scratch stream so billing does not apply them.
   const jsm = await jetstreamManager(nc)
   const scratch = ns.stream('BENCH_SCRATCH')
   const scratchSubject = ns.subject('bench.scratch.usage')
@@ -229,7 +230,7 @@ async function outboxCurve (ctx: BenchContext, db: pg.Pool, nc: NatsConnection):
   try {
     const js = jetstream(nc)
     const occurred = new Date().toISOString()
-    const payloads = Array.from({ length: n }, (_, k) => ({ id: randomUUID(), body: JSON.stringify({ event_id: randomUUID(), occurred_at: occurred, user_id: OUTBOX_USERS + 1 + (k % users), session_id: 1, message_id: 1 + k, model: 'gpt-4o-mini', prompt_tokens: 100, completion_tokens: 50, usage_source: 'provider' }) }))
+    const payloads = Array.from({ length: largest }, (_, k) => ({ id: randomUUID(), body: JSON.stringify({ event_id: randomUUID(), occurred_at: occurred, user_id: OUTBOX_USERS + 1 + (k % users), session_id: 1, message_id: 1 + k, model: 'gpt-4o-mini', prompt_tokens: 100, completion_tokens: 50, usage_source: 'provider' }) }))
     const t0 = performance.now()
     let next = 0
     await Promise.all(Array.from({ length: 256 }, async () => {
@@ -238,48 +239,69 @@ async function outboxCurve (ctx: BenchContext, db: pg.Pool, nc: NatsConnection):
         await js.publish(scratchSubject, p.body, { msgID: p.id })
       }
     }))
-    rawRate = n / ((performance.now() - t0) / 1000)
+    rawRate = largest / ((performance.now() - t0) / 1000)
   } finally {
     await jsm.streams.delete(scratch).catch(() => {})
   }
 
-  // The backlog a NATS outage leaves: `n` usage events written to chat's outbox and not yet published, made visible
-  // at once (one statement), as the relay finds them when NATS is back. The relay is woken as a commit wakes it.
-  const rssBefore = rssOf(chatPid)
-  const t0 = performance.now()
-  await db.query(
-    `with ev as (select gen_random_uuid() as id, g from generate_series(1, $1::int) as g)
-     insert into chat.outbox (id, subject, payload)
-     select id, $2, jsonb_build_object('event_id', id, 'occurred_at', to_char(now() at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
-       'user_id', $3::bigint + 1 + (g % $4::int), 'session_id', 1, 'message_id', g, 'model', 'gpt-4o-mini',
-       'prompt_tokens', 100, 'completion_tokens', 50, 'usage_source', 'provider', 'estimated_amount', 150)
-     from ev`, [n, subject, OUTBOX_USERS, users])
-  await db.query("select pg_notify('outbox_chat', '')")
-  const seeded = performance.now()
-  let peakRss = rssBefore?.rss_mb ?? 0
-  let left = n
-  const deadline = seeded + 600_000
-  while (left > 0) {
-    await sleep(100)
-    const r = rssOf(chatPid)
-    if (r) peakRss = Math.max(peakRss, r.rss_mb)
-    left = (await db.query<{ n: number }>('select count(*)::int as n from chat.outbox where published_at is null')).rows[0].n
-    if (performance.now() > deadline) throw new Error(`the relay left ${left} of ${n} events unpublished after 10 minutes`)
+  const points: CurvePoint[] = []
+  const details: Record<string, unknown>[] = []
+  let applied = 0
+  for (const n of sizes) {
+    // The backlog a NATS outage leaves: `n` usage events in chat's outbox, unpublished, written a millisecond apart
+    // (each exchange commits its own row), made visible at once (one statement), as the relay finds them when NATS
+    // is back; the relay is woken as a commit wakes it.
+    const rssBefore = rssOf(chatPid)
+    const t0 = performance.now()
+    await db.query(
+      `with ev as (select gen_random_uuid() as id, g from generate_series(1, $1::int) as g)
+       insert into chat.outbox (id, subject, payload, created_at)
+       select id, $2, jsonb_build_object('event_id', id, 'occurred_at', to_char((now() - ($1::int - g) * interval '1 millisecond') at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'),
+         'user_id', $3::bigint + 1 + (g % $4::int), 'session_id', 1, 'message_id', g, 'model', 'gpt-4o-mini',
+         'prompt_tokens', 100, 'completion_tokens', 50, 'usage_source', 'provider', 'estimated_amount', 150),
+         now() - ($1::int - g) * interval '1 millisecond'
+       from ev`, [n, subject, OUTBOX_USERS, users])
+    await db.query("select pg_notify('outbox_chat', '')")
+    const seeded = performance.now()
+    let peakRss = rssBefore?.rss_mb ?? 0
+    let left = n
+    const deadline = seeded + 600_000
+    while (left > 0) {
+      await sleep(100)
+      const r = rssOf(chatPid)
+      if (r) peakRss = Math.max(peakRss, r.rss_mb)
+      left = (await db.query<{ n: number }>('select count(*)::int as n from chat.outbox where published_at is null')).rows[0].n
+      if (performance.now() > deadline) throw new Error(`the relay left ${left} of ${n} events unpublished after 10 minutes`)
+    }
+    const drainS = (performance.now() - seeded) / 1000
+    const rate = n / drainS
+    // Billing applies the backlog next: wait for it, so the next point (and curve) measures a quiet system.
+    applied += n
+    await waitApplied(db, OUTBOX_USERS + 1, OUTBOX_USERS + users, applied, 600_000)
+    const applyS = (performance.now() - seeded) / 1000
+    ctx.log(`curves: outbox backlog of ${n} (seeded in ${((seeded - t0) / 1000).toFixed(1)} s) drained in ${drainS.toFixed(2)} s = ${Math.round(rate)}/s (raw publish ${Math.round(rawRate)}/s); chat RSS ${rssBefore?.rss_mb.toFixed(0)} → peak ${peakRss.toFixed(0)} MB; billing had applied it after ${applyS.toFixed(1)} s`)
+    points.push({ size: n, value: round(rate, 0), extra: `${drainS.toFixed(1)} s, chat RSS ${rssBefore?.rss_mb.toFixed(0)} → peak ${peakRss.toFixed(0)} MB` })
+    details.push({ backlog: n, drain_seconds: round(drainS, 2), events_per_s: round(rate, 0), chat_rss_mb_before: round(rssBefore?.rss_mb, 1), chat_rss_mb_peak: round(peakRss, 1), billing_applied_after_s: round(applyS, 1) })
   }
-  const drainS = (performance.now() - seeded) / 1000
-  const rate = n / drainS
-  ctx.log(`curves: outbox backlog of ${n} (seeded in ${((seeded - t0) / 1000).toFixed(1)} s) drained in ${drainS.toFixed(2)} s = ${Math.round(rate)}/s (raw publish ${Math.round(rawRate)}/s); chat RSS ${rssBefore?.rss_mb.toFixed(0)} → peak ${peakRss.toFixed(0)} MB`)
-  // Billing applies the backlog next: wait for it, so the next curve measures a quiet system.
-  await waitApplied(db, OUTBOX_USERS + 1, OUTBOX_USERS + users, n, 600_000)
-  const applyS = (performance.now() - seeded) / 1000
+  const last = points.at(-1)!
+  const lastDetail = details.at(-1) as { drain_seconds: number, chat_rss_mb_before: number, chat_rss_mb_peak: number }
+  ctx.results.curves.push({
+    key: 'curve_outbox_drain_rate_vs_backlog',
+    label: 'Outbox relay drain rate vs the backlog a NATS outage left (chat RSS while draining)',
+    sizeLabel: 'events',
+    unit: 'events/s',
+    points,
+    rule: 'largest backlog drained at < ½ the rate of the smallest (each batch must cost the same)',
+    flag: points.length < 2 || points[0].value === null || last.value === null ? null : last.value < 0.5 * points[0].value
+  })
   ctx.results.figures.push({
     key: 'outbox_drain_vs_raw_publish_ratio',
-    label: `Outbox relay draining a backlog of ${n} events / one process publishing the same to JetStream`,
-    value: round(rate / rawRate),
+    label: `Outbox relay draining a backlog of ${largest} events / one process publishing the same to JetStream`,
+    value: last.value === null ? null : round(last.value / rawRate),
     unit: '×',
-    baseline: `relay ${Math.round(rate)}/s (${drainS.toFixed(1)} s), raw publish ${Math.round(rawRate)}/s; chat RSS ${rssBefore?.rss_mb.toFixed(0)} MB before, peak ${peakRss.toFixed(0)} MB while draining; billing had applied all ${applyS.toFixed(1)} s after the backlog appeared`
+    baseline: `relay ${last.value}/s (${lastDetail.drain_seconds} s), raw publish ${Math.round(rawRate)}/s; chat RSS ${lastDetail.chat_rss_mb_before} MB before, peak ${lastDetail.chat_rss_mb_peak} MB while draining`
   })
-  ctx.results.details.curve_outbox = { backlog: n, drain_seconds: round(drainS, 2), events_per_s: round(rate, 0), raw_publish_per_s: round(rawRate, 0), chat_rss_mb_before: round(rssBefore?.rss_mb, 1), chat_rss_mb_peak: round(peakRss, 1), billing_applied_after_s: round(applyS, 1) }
+  ctx.results.details.curve_outbox = { raw_publish_per_s: round(rawRate, 0), points: details }
 }
 
 async function waitApplied (db: pg.Pool, from: number, to: number, n: number, timeoutMs: number): Promise<void> {
