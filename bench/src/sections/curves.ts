@@ -66,33 +66,49 @@ async function sessionLengthCurve (ctx: BenchContext, db: pg.Pool): Promise<void
   const latency: CurvePoint[] = []
   const cpu: CurvePoint[] = []
   const details: Record<string, unknown>[] = []
+  // Each send adds two messages: the sends of a point are spread over sessions of the same length, SENDS_PER_SESSION
+  // each, so a point stays at its length (±10). A session's first send is not timed (its first read of that session).
+  const SENDS_PER_SESSION = 5
+  const seed = async (length: number) => {
+    const session = await createSession(gw, user.token)
+    // Earlier turns as chat stores them: alternating user and assistant, answered, ~24 tokens each.
+    await db.query(
+      `insert into chat.messages (session_id, user_id, role, content, tokens, content_tokens, status)
+       select $1, $2, case when g % 2 = 1 then 'user' else 'assistant' end,
+         'Earlier message ' || g || ': ' || repeat('lorem ipsum dolor ', 6), 0, 24, 'ok'
+       from generate_series(1, $3::int) as g`, [session, user.id, length])
+    await api(gw, 'POST', `/api/sessions/${session}/messages`, { token: user.token, body: { content: 'first' } })
+    return session
+  }
   try {
+    // Warm chat's code paths up first, so the first point is not the one paying for it.
+    const warm = await seed(c.sessionLengths[0])
+    for (let w = 0; w < 10; w++) await api(gw, 'POST', `/api/sessions/${warm}/messages`, { token: user.token, body: { content: `warm-up ${w}` } })
     for (const length of c.sessionLengths) {
-      const session = await createSession(gw, user.token)
-      // Earlier turns as chat stores them: alternating user and assistant, answered, ~24 tokens each.
-      await db.query(
-        `insert into chat.messages (session_id, user_id, role, content, tokens, content_tokens, status)
-         select $1, $2, case when g % 2 = 1 then 'user' else 'assistant' end,
-           'Earlier message ' || g || ': ' || repeat('lorem ipsum dolor ', 6), 0, 24, 'ok'
-         from generate_series(1, $3::int) as g`, [session, user.id, length])
-      for (let w = 0; w < 3; w++) await api(gw, 'POST', `/api/sessions/${session}/messages`, { token: user.token, body: { content: `warm-up ${w}` } })
+      const sessions: number[] = []
+      for (let k = 0; k < Math.ceil(c.sendsPerPoint / SENDS_PER_SESSION); k++) sessions.push(await seed(length))
       const samples: number[] = []
+      const prompts: number[] = []
       const meter = cpuMeter({ chat: pidOf(ctx, 'chat') })
       let failures = 0
       for (let i = 0; i < c.sendsPerPoint; i++) {
+        const session = sessions[Math.floor(i / SENDS_PER_SESSION)]
+        const before = ctx.sim.requests.length
         const t0 = performance.now()
         const res = await api(gw, 'POST', `/api/sessions/${session}/messages`, { token: user.token, body: { content: `Message ${i} after ${length} earlier ones: how is the weather?` } })
         if (res.status === 200) samples.push(performance.now() - t0)
         else failures++
+        const req = ctx.sim.requests[before]
+        if (req) prompts.push(req.body.messages.length)
       }
       const chatMs = meter().chat
-      const prompt = ctx.sim.requests.at(-1)?.body.messages.length ?? null
       const s = summarize(samples)
+      const p = summarize(prompts)
       const cpuPer = chatMs === null || samples.length === 0 ? null : chatMs / samples.length
-      latency.push({ size: length, value: round(s.p50, 2), extra: `p99 ${s.p99.toFixed(1)} ms, prompt ${prompt} messages` })
+      latency.push({ size: length, value: round(s.p50, 2), extra: `p99 ${s.p99.toFixed(1)} ms, prompt ${p.p50} messages` })
       cpu.push({ size: length, value: round(cpuPer, 2) })
-      details.push({ prior_messages: length, sends: samples.length, failures, latency_ms: { p50: round(s.p50, 2), p99: round(s.p99, 2) }, chat_cpu_ms_per_exchange: round(cpuPer, 3), prompt_messages: prompt })
-      ctx.log(`curves: session of ${length} messages: send p50 ${s.p50.toFixed(1)} ms, chat ${cpuPer?.toFixed(2)} ms CPU per exchange, prompt ${prompt} messages${failures ? `, ${failures} failed` : ''}`)
+      details.push({ prior_messages: length, sessions: sessions.length, sends: samples.length, failures, latency_ms: { p50: round(s.p50, 2), p99: round(s.p99, 2) }, chat_cpu_ms_per_exchange: round(cpuPer, 3), prompt_messages: { min: Math.min(...prompts), median: p.p50, max: Math.max(...prompts) } })
+      ctx.log(`curves: sessions of ${length} messages: send p50 ${s.p50.toFixed(1)} ms, chat ${cpuPer?.toFixed(2)} ms CPU per exchange, prompt ${Math.min(...prompts)}–${Math.max(...prompts)} messages${failures ? `, ${failures} failed` : ''}`)
       if (failures) ctx.results.notes.push(`curves (session length ${length}): ${failures} sends failed.`)
     }
   } finally {
