@@ -102,7 +102,8 @@ export async function applyUsageEvents (trx: Db, events: UsageRecorded[], rules:
     completion_tokens: e.completion_tokens,
     input_ratio: charge.input_ratio,
     output_ratio: charge.output_ratio,
-    usage_source: e.usage_source
+    usage_source: e.usage_source,
+    purpose: e.purpose ?? 'exchange'
   })), rules, fresh.map(({ event }) => event.user_id), appliedByUser(fresh.map(({ event }) => event)))
   return { outcomes: outcomesOf(events, claimed), balances }
 }

@@ -32,7 +32,7 @@ export async function resolveRange (db: Db, q: Pick<UsageReportQuery, 'from' | '
 }
 
 /**
- * Sums the usage rows of `userId` (every user's when undefined) created in `[from, to)`: exchanges (rows), prompt and
+ * Sums the usage rows of `userId` (every user's when undefined) created in `[from, to)`: exchanges (rows but titles), prompt and
  * completion tokens, and the amount charged, keyed by the day of `created_at` in `tz` or by model, ascending. One
  * aggregate over the partial indexes of usage rows (migration 0004): (user_id, created_at) or (created_at).
  */
@@ -48,7 +48,7 @@ export function usageReportQuery (opts: UsageReportOptions) {
     ? sql<string>`to_char(created_at at time zone ${opts.tz}, 'YYYY-MM-DD')`
     : sql<string>`coalesce(model, '(unknown)')`
   return sql<UsageReportRow>`
-    select ${key} as key, count(*)::int8 as exchanges, coalesce(sum(prompt_tokens), 0)::int8 as prompt_tokens,
+    select ${key} as key, (count(*) - count(*) filter (where purpose = 'title'))::int8 as exchanges, coalesce(sum(prompt_tokens), 0)::int8 as prompt_tokens,
       coalesce(sum(completion_tokens), 0)::int8 as completion_tokens, (-sum(change_amount))::int8 as amount
     from transactions
     where kind = 'usage' ${opts.userId === undefined ? sql`` : sql`and user_id = ${opts.userId}`}

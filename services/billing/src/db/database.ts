@@ -31,6 +31,8 @@ export interface TransactionsTable {
   input_ratio: number | null
   output_ratio: number | null
   usage_source: 'provider' | 'estimated' | null
+  /** Usage rows: what the model call was for (0004); null on other kinds. */
+  purpose: ColumnType<'exchange' | 'title' | null, 'exchange' | 'title' | null | undefined, never>
   /** Adjustments: the admin who made it and the reason given (0004). */
   admin_id: ColumnType<number | null, number | null | undefined, never>
   reason: ColumnType<string | null, string | null | undefined, never>

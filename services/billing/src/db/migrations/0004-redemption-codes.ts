@@ -35,9 +35,13 @@ export const createRedemptionCodes: Migration = {
     await db.schema.alterTable('transactions').addColumn('admin_id', 'bigint').addColumn('reason', 'text').execute()
     await sql`alter table transactions add constraint transactions_adjustment_provenance check (kind <> 'adjustment' or (admin_id is not null and reason is not null)) not valid`.execute(db)
 
+    // A usage row says what the model call was for (the event's purpose): an exchange, or a session's automatic title
+    // (DESIGN §6.4). Null on other kinds; usage rows written before this are exchanges.
+    await sql`alter table transactions add column purpose text check (purpose in ('exchange', 'title'))`.execute(db)
+
     // The usage report reads only usage rows, by user and time (GET /api/billing/usage) or by time (GET /api/admin/usage);
     // the included columns let both be index-only scans.
-    await sql`create index transactions_usage_user_created on transactions (user_id, created_at) include (model, prompt_tokens, completion_tokens, change_amount) where kind = 'usage'`.execute(db)
-    await sql`create index transactions_usage_created on transactions (created_at) include (model, prompt_tokens, completion_tokens, change_amount) where kind = 'usage'`.execute(db)
+    await sql`create index transactions_usage_user_created on transactions (user_id, created_at) include (model, prompt_tokens, completion_tokens, change_amount, purpose) where kind = 'usage'`.execute(db)
+    await sql`create index transactions_usage_created on transactions (created_at) include (model, prompt_tokens, completion_tokens, change_amount, purpose) where kind = 'usage'`.execute(db)
   }
 }

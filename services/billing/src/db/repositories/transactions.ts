@@ -10,16 +10,16 @@ export async function insertTransactions (db: Db, rows: NewLedgerRow[]): Promise
   const col = <K extends keyof NewLedgerRow>(k: K) => rows.map((r) => r[k] ?? null)
   await sql`
     insert into transactions (user_id, change_amount, balance_after, kind, description, source_id, event_id,
-      model, prompt_tokens, completion_tokens, input_ratio, output_ratio, usage_source, admin_id, reason)
+      model, prompt_tokens, completion_tokens, input_ratio, output_ratio, usage_source, purpose, admin_id, reason)
     select user_id, change_amount, balance_after, kind, description, source_id, event_id,
-      model, prompt_tokens, completion_tokens, input_ratio, output_ratio, usage_source, admin_id, reason
+      model, prompt_tokens, completion_tokens, input_ratio, output_ratio, usage_source, purpose, admin_id, reason
     from unnest(${col('user_id')}::bigint[], ${col('change_amount')}::bigint[], ${col('balance_after')}::bigint[],
       ${col('kind')}::text[], ${col('description')}::text[], ${col('source_id')}::text[], ${col('event_id')}::uuid[],
       ${col('model')}::text[], ${col('prompt_tokens')}::integer[], ${col('completion_tokens')}::integer[],
-      ${col('input_ratio')}::numeric[], ${col('output_ratio')}::numeric[], ${col('usage_source')}::text[],
+      ${col('input_ratio')}::numeric[], ${col('output_ratio')}::numeric[], ${col('usage_source')}::text[], ${col('purpose')}::text[],
       ${col('admin_id')}::bigint[], ${col('reason')}::text[])
       with ordinality as r(user_id, change_amount, balance_after, kind, description, source_id, event_id,
-        model, prompt_tokens, completion_tokens, input_ratio, output_ratio, usage_source, admin_id, reason, ord)
+        model, prompt_tokens, completion_tokens, input_ratio, output_ratio, usage_source, purpose, admin_id, reason, ord)
     order by ord`.execute(db)
 }
 
