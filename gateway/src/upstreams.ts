@@ -1,5 +1,6 @@
 // One undici Agent per upstream service: pipelining 1, DNS round-robin over every address, dead addresses skipped, client hang-ups passed on.
-import type { ServerResponse } from 'node:http'
+import type { IncomingHttpHeaders, ServerResponse } from 'node:http'
+import type { Duplex } from 'node:stream'
 import { isIP } from 'node:net'
 import { Agent, interceptors, type Dispatcher } from 'undici'
 import type { UpstreamName } from './routing.ts'
@@ -55,6 +56,47 @@ function makePick (downUntil: Map<string, number>) {
   }
 }
 
+type Handler = Dispatcher.DispatchHandler
+type Controller = Dispatcher.DispatchController
+
+/**
+ * A handler passing every callback on to `next` (one object per request, its methods on the prototype: the
+ * interceptors below used to build six closures per request each).
+ */
+class PassOn implements Handler {
+  protected readonly next: Handler
+  constructor (next: Handler) { this.next = next }
+  onRequestStart (c: Controller, ctx: unknown): void { this.next.onRequestStart?.(c, ctx) }
+  onRequestUpgrade (c: Controller, s: number, h: IncomingHttpHeaders, sock: Duplex): void { this.next.onRequestUpgrade?.(c, s, h, sock) }
+  onResponseStart (c: Controller, s: number, h: IncomingHttpHeaders, m?: string): void { this.next.onResponseStart?.(c, s, h, m) }
+  onResponseData (c: Controller, chunk: Buffer): void { this.next.onResponseData?.(c, chunk) }
+  onResponseEnd (c: Controller, t: IncomingHttpHeaders): void { this.next.onResponseEnd?.(c, t) }
+  onResponseError (c: Controller, err: Error): void { this.next.onResponseError?.(c, err) }
+}
+
+/** Records whether the address undici dialled took the connection. */
+class AddressHealth extends PassOn {
+  private readonly key: string
+  private readonly downUntil: Map<string, number>
+  private readonly cooldownMs: number
+  constructor (next: Handler, key: string, downUntil: Map<string, number>, cooldownMs: number) {
+    super(next)
+    this.key = key
+    this.downUntil = downUntil
+    this.cooldownMs = cooldownMs
+  }
+
+  override onResponseStart (c: Controller, s: number, h: IncomingHttpHeaders, m?: string): void {
+    if (this.downUntil.size !== 0) this.downUntil.delete(this.key)
+    this.next.onResponseStart?.(c, s, h, m)
+  }
+
+  override onResponseError (c: Controller, err: Error): void {
+    if (CONNECT_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) this.downUntil.set(this.key, Date.now() + this.cooldownMs)
+    this.next.onResponseError?.(c, err)
+  }
+}
+
 /** Innermost interceptor: sees the address undici actually dialled and records whether it took the connection. */
 function trackAddressHealth (downUntil: Map<string, number>, cooldownMs: number): Dispatcher.DispatcherComposeInterceptor {
   // Origins repeat (one per address), so each is parsed once, not on every request.
@@ -69,19 +111,43 @@ function trackAddressHealth (downUntil: Map<string, number>, cooldownMs: number)
     }
     return key
   }
-  return (dispatch) => (opts, handler) => {
-    const key = keyOf(String(opts.origin))
-    return dispatch(opts, {
-      onRequestStart: (c, ctx) => handler.onRequestStart?.(c, ctx),
-      onRequestUpgrade: (c, s, h, sock) => handler.onRequestUpgrade?.(c, s, h, sock),
-      onResponseStart: (c, s, h, m) => { downUntil.delete(key); return handler.onResponseStart?.(c, s, h, m) },
-      onResponseData: (c, chunk) => handler.onResponseData?.(c, chunk),
-      onResponseEnd: (c, t) => handler.onResponseEnd?.(c, t),
-      onResponseError: (c, err) => {
-        if (CONNECT_ERRORS.has((err as NodeJS.ErrnoException).code ?? '')) downUntil.set(key, Date.now() + cooldownMs)
-        return handler.onResponseError?.(c, err)
-      }
-    })
+  return (dispatch) => (opts, handler) => dispatch(opts, new AddressHealth(handler, keyOf(String(opts.origin)), downUntil, cooldownMs))
+}
+
+const clientClosed = () => Object.assign(new Error('client closed the connection'), { code: 'GW_CLIENT_CLOSED' })
+
+/** Aborts the upstream request when the client's response closes before it finished. */
+class AbortOnClose extends PassOn {
+  private readonly res: ServerResponse
+  private controller: Controller | undefined
+  private gone: boolean
+  private readonly onClose = () => {
+    if (this.res.writableFinished) return
+    this.gone = true
+    this.controller?.abort(clientClosed())
+  }
+
+  constructor (next: Handler, res: ServerResponse) {
+    super(next)
+    this.res = res
+    res.on('close', this.onClose)
+    this.gone = res.destroyed
+  }
+
+  override onRequestStart (c: Controller, ctx: unknown): void {
+    this.controller = c
+    this.next.onRequestStart?.(c, ctx)
+    if (this.gone && !c.aborted) this.onClose()
+  }
+
+  override onResponseEnd (c: Controller, t: IncomingHttpHeaders): void {
+    this.res.off('close', this.onClose)
+    this.next.onResponseEnd?.(c, t)
+  }
+
+  override onResponseError (c: Controller, err: Error): void {
+    this.res.off('close', this.onClose)
+    this.next.onResponseError?.(c, err)
   }
 }
 
@@ -92,30 +158,8 @@ function trackAddressHealth (downUntil: Map<string, number>, cooldownMs: number)
 const abortOnClientClose: Dispatcher.DispatcherComposeInterceptor = (dispatch) => (opts, handler) => {
   const headers = opts.headers as Record<string | symbol, unknown> | undefined
   const res = headers?.[kClientResponse] as ServerResponse | undefined
-  if (!res) return dispatch(opts, handler)
-  let controller: Dispatcher.DispatchController | undefined
-  let gone = false
-  const onClose = () => {
-    if (res.writableFinished) return
-    gone = true
-    controller?.abort(Object.assign(new Error('client closed the connection'), { code: 'GW_CLIENT_CLOSED' }))
-  }
-  const cleanup = () => res.off('close', onClose)
-  res.on('close', onClose)
-  if (res.destroyed) gone = true
   // The symbol stays on the headers object: undici serializes string keys only.
-  return dispatch(opts, {
-    onRequestStart: (c, ctx) => {
-      controller = c
-      handler.onRequestStart?.(c, ctx)
-      if (gone && !c.aborted) onClose()
-    },
-    onRequestUpgrade: (c, s, h, sock) => handler.onRequestUpgrade?.(c, s, h, sock),
-    onResponseStart: (c, s, h, m) => handler.onResponseStart?.(c, s, h, m),
-    onResponseData: (c, chunk) => handler.onResponseData?.(c, chunk),
-    onResponseEnd: (c, t) => { cleanup(); return handler.onResponseEnd?.(c, t) },
-    onResponseError: (c, err) => { cleanup(); return handler.onResponseError?.(c, err) }
-  })
+  return res ? dispatch(opts, new AbortOnClose(handler, res)) : dispatch(opts, handler)
 }
 
 export function createUpstream (name: UpstreamName, url: string, opts: UpstreamOptions): Upstream {

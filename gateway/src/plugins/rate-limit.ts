@@ -1,7 +1,7 @@
 // Rate limits in Redis (shared by every gateway replica) that fail open: a Redis outage is logged and counted, never a 5xx.
 import { createRequire } from 'node:module'
-import fastifyRateLimit, { normalizeIP } from '@fastify/rate-limit'
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+import { normalizeIP } from '@fastify/rate-limit'
+import type { FastifyInstance, FastifyReply, FastifyRequest, HookHandlerDoneFunction } from 'fastify'
 import type { Redis } from '@chat-platform/platform'
 import { problem } from '@chat-platform/platform'
 
@@ -170,7 +170,15 @@ export interface RateLimitZoneOptions {
 
 export const clientIp = (request: FastifyRequest) => `ip:${normalizeIP(request.ip)}`
 
-/** Registers @fastify/rate-limit for every route declared after it in `app` (an encapsulated zone). */
+/**
+ * Rate limits every route declared after it in `app` (an encapsulated zone), as @fastify/rate-limit did with
+ * `enableDraftSpec` and `skipOnError`: a fixed window per key, the `ratelimit-limit`, `ratelimit-remaining` and
+ * `ratelimit-reset` headers on every answer, 429 `rate_limited` with `Retry-After` past the limit, and a failed store
+ * serves the request as if nothing were counted. The check is one callback-style onRequest hook appended to each
+ * route's own hooks (so it runs after the zone's hooks, e.g. the admin role check): the plugin's async hook cost two
+ * promises and several microtask hops per request, more than the local count itself (the synced store answers
+ * synchronously below half the limit).
+ */
 export async function registerRateLimit (app: FastifyInstance, opts: RateLimitZoneOptions) {
   const { rateLimitFailOpen, rateLimited } = app.gatewayMetrics
   let lastWarning = 0
@@ -180,43 +188,56 @@ export async function registerRateLimit (app: FastifyInstance, opts: RateLimitZo
       app.log.warn({ err: err.message, zone: opts.zone }, msg)
     }
   }
+  const failOpen = rateLimitFailOpen.labels(opts.zone)
+  const refused = rateLimited.labels(opts.zone)
   const onStoreError = (err: Error) => {
-    rateLimitFailOpen.labels(opts.zone).inc()
+    failOpen.inc()
     warn(err, 'rate-limit store unavailable; serving without limits')
   }
-  let store: { new (...args: any[]): Store }
+  let store: Store
   if (opts.syncMs !== undefined && opts.syncMs > 0) {
     const synced = new SyncedRedisStore(opts.redis, { nameSpace: opts.nameSpace, syncMs: opts.syncMs, onError: onStoreError, onSyncError: (err) => warn(err, 'rate-limit counts could not be sent to Redis; retrying') })
     app.addHook('onClose', async () => { synced.close() })
-    store = class { constructor () { return synced } } as never
+    store = synced
   } else {
-    store = class FailOpenStore implements Store {
-      readonly inner: Store
-      // @fastify/rate-limit constructs the store with its settings; child() passes the inner store instead.
-      constructor (_settings: unknown, inner?: Store) { this.inner = inner ?? new RedisStore(false, false, opts.redis, opts.nameSpace) }
-      incr (key: string, cb: StoreCallback, timeWindow: number, max: number) {
-        this.inner.incr(key, (err, res) => {
+    // The plugin's own Redis store: each request counted in Redis; a failure is counted here and served.
+    const inner = new RedisStore(false, false, opts.redis, opts.nameSpace)
+    store = {
+      incr: (key, cb, timeWindow, max) => {
+        inner.incr(key, (err, res) => {
           if (err) onStoreError(err)
           cb(err, res)
         }, timeWindow, max)
-      }
-
-      child (routeOptions: unknown) { return new FailOpenStore(null, this.inner.child(routeOptions)) }
+      },
+      child: () => store
     }
   }
 
-  await app.register(fastifyRateLimit, {
-    global: true,
-    max: opts.max,
-    timeWindow: opts.windowMs,
-    store: store as never,
-    skipOnError: true,
-    enableDraftSpec: true,
-    keyGenerator: opts.keyGenerator ?? clientIp,
-    onExceeded: () => { rateLimited.labels(opts.zone).inc() },
-    errorResponseBuilder: (_request, ctx) => {
-      const seconds = Math.max(1, Math.ceil(ctx.ttl / 1000))
-      return problem('rate_limited', `Too many requests; retry in ${seconds} s.`, { headers: { 'retry-after': String(seconds) } })
-    }
+  const max = Math.trunc(opts.max)
+  const windowMs = Math.trunc(opts.windowMs)
+  const keyOf = opts.keyGenerator ?? clientIp
+  const check = function rateLimit (request: FastifyRequest, reply: FastifyReply, done: HookHandlerDoneFunction) {
+    store.incr(keyOf(request), (err, res) => {
+      // A failed store: served, as if this were the window's first request (what skipOnError answered).
+      const current = err || !res ? 0 : res.current
+      const ttl = err || !res ? 0 : res.ttl
+      const seconds = Math.ceil(ttl / 1000)
+      reply.header('ratelimit-limit', max)
+      if (current <= max) {
+        reply.header('ratelimit-remaining', max - current)
+        reply.header('ratelimit-reset', seconds)
+        return done()
+      }
+      refused.inc()
+      reply.header('ratelimit-remaining', 0)
+      reply.header('ratelimit-reset', seconds)
+      reply.header('retry-after', seconds)
+      const retry = Math.max(1, Math.ceil(ttl / 1000))
+      done(problem('rate_limited', `Too many requests; retry in ${retry} s.`, { headers: { 'retry-after': String(retry) } }))
+    }, windowMs, max)
+  }
+  app.addHook('onRoute', (route) => {
+    const own = route.onRequest === undefined ? [] : Array.isArray(route.onRequest) ? route.onRequest : [route.onRequest]
+    route.onRequest = [...own, check]
   })
 }

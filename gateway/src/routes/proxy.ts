@@ -1,6 +1,6 @@
 // One proxied mount (@fastify/http-proxy over the upstream's shared Agent): headers rewritten, failures mapped to 503 problem+json.
 import type { ServerResponse } from 'node:http'
-import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, onResponseHookHandler } from 'fastify'
 import httpProxy from '@fastify/http-proxy'
 import { BODY_LIMIT, sendProblem } from '@chat-platform/platform'
 import { isLlmRoute, routeLabel, type ProxyMount } from '../routing.ts'
@@ -44,9 +44,40 @@ export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMoun
   app.removeAllContentTypeParsers()
   app.addContentTypeParser('*', { parseAs: 'buffer', bodyLimit: BODY_LIMIT }, (_request, body, done) => { done(null, body) })
 
-  app.addHook('onResponse', (request, reply, done) => {
-    if (isProxied(request)) upstreamDuration.labels(upstream.name, routeLabel(request.method, request.url.split('?')[0]), request.method, String(reply.statusCode)).observe(reply.elapsedTime / 1000)
-    done()
+  // The histogram's children by route, method and status, made once: labels() validates the label set and builds a
+  // closure on every call. The hook is added to each route (after the zone's onResponse hooks, as a zone hook would
+  // run), so it knows its route without reading request.routeOptions (an object built per read). The label of a
+  // route without parameters is found once per method instead of matching the ~40 templates per request; a route
+  // with a wildcard is labelled from the request's path.
+  type Timer = ReturnType<typeof upstreamDuration.labels>
+  const timers = new Map<string, Timer>()
+  const timeUpstream = (routeUrl: string): onResponseHookHandler => {
+    const fixed = !routeUrl.includes('*') && !routeUrl.includes(':')
+    const labels = new Map<string, string>()
+    return function timeUpstream (request, reply, done) {
+      if (isProxied(request)) {
+        const method = request.method
+        let route = fixed ? labels.get(method) : undefined
+        if (route === undefined) {
+          route = routeLabel(method, fixed ? routeUrl : request.url.split('?')[0])
+          if (fixed) labels.set(method, route)
+        }
+        const status = reply.statusCode
+        const key = `${route}|${method}|${status}`
+        let timer = timers.get(key)
+        if (timer === undefined) {
+          timer = upstreamDuration.labels(upstream.name, route, method, String(status))
+          // Bounded by routes × methods × statuses; the cap only guards against the unexpected.
+          if (timers.size < 10_000) timers.set(key, timer)
+        }
+        timer.observe(reply.elapsedTime / 1000)
+      }
+      done()
+    }
+  }
+  app.addHook('onRoute', (route) => {
+    const own = route.onResponse === undefined ? [] : Array.isArray(route.onResponse) ? route.onResponse : [route.onResponse]
+    route.onResponse = [...own, timeUpstream(route.url)]
   })
 
   const rewriteRequestHeaders = (request: FastifyRequest, headers: Record<string, unknown>) => {

@@ -117,3 +117,24 @@ t.test('metrics count proxied requests per route and upstream', async (t) => {
   t.match(text, /gateway_upstream_request_duration_seconds_bucket\{[^}]*upstream="billing"/)
   t.match(text, /http_request_duration_seconds_count/)
 })
+
+t.test('metrics label a route without parameters by its template per method and status, and anything else "other"', async (t) => {
+  const up = await startUpstream(t, {
+    name: 'billing2',
+    handler: (req, res) => {
+      res.writeHead(req.url === '/api/user/balance' && req.method !== 'PUT' ? 200 : 404, { 'content-type': 'application/json' })
+      res.end('{}')
+    }
+  })
+  const g = await startGateway(t, { BILLING_URL: up.url })
+  const send = async (method: string, path: string) => (await fetch(g.url + path, { method, headers: bearer(token) })).status
+  t.same([await send('GET', '/api/user/balance'), await send('GET', '/api/user/balance'), await send('HEAD', '/api/user/balance'), await send('PUT', '/api/user/balance'),
+    await send('GET', '/api/billing/transactions?limit=2'), await send('GET', '/api/billing/nothing-here')], [200, 200, 200, 404, 404, 404])
+  const text = await (await fetch(`${g.url}/metrics`)).text()
+  const count = (route: string, method: string, status: number) => Number(new RegExp(`gateway_upstream_request_duration_seconds_count\\{[^}]*upstream="billing"[^}]*route="${route}",method="${method}",status="${status}"[^}]*\\} (\\d+)`).exec(text)?.[1] ?? 0)
+  t.equal(count('GET /api/user/balance', 'GET', 200), 2, 'two GETs of the balance')
+  t.equal(count('GET /api/user/balance', 'HEAD', 200), 1, 'HEAD is labelled with the GET template and its own method')
+  t.equal(count('other', 'PUT', 404), 1, 'a method the route table does not list is "other"')
+  t.equal(count('GET /api/billing/transactions', 'GET', 404), 1, 'a wildcard route is labelled from its path, without the query')
+  t.equal(count('other', 'GET', 404), 1, 'an unknown path under a wildcard is "other"')
+})
