@@ -30,6 +30,8 @@ export class LoadGenerator {
         else p.resolve(msg.result)
       })
     })
+    // A worker closed before it came up (a section that failed first) is not an unhandled rejection; jobs still see it.
+    this.ready.catch(() => {})
   }
 
   get pid () { return this.child.pid }
