@@ -70,11 +70,14 @@ t.test('the admin prefix and the authenticated zone are decided on the canonical
   const billing = await startUpstream(t, { name: 'billing' })
   const gw = await startGateway(t, { AUTH_URL: auth.url, CHAT_URL: chat.url, BILLING_URL: billing.url })
   const token = bearer(signTestToken(42, { role: 'admin' }))
-  for (const path of ['/api/admin/users', '/api/./admin/users', '/api/admin/../billing/recharge', '/api/sessions/%2e%2e/admin/x', '/api/billing/x/../../admin/y', '/api/user/balance/', '/api/user/balance/.', '/api/user/profile/../balance']) {
+  for (const path of ['/api/./admin/users', '/api/admin//users', '/api/%61dmin/users', '/api/admin/../billing/recharge', '/api/sessions/%2e%2e/admin/x', '/api/billing/x/../../admin/y', '/api/user/balance/', '/api/user/balance/.', '/api/user/profile/../balance']) {
     const res = await raw(gw.url, 'GET', path, token)
     t.equal(res.status, 404, path)
   }
   t.equal(auth.seen.length + chat.seen.length + billing.seen.length, 0, 'nothing was proxied')
+  // The canonical spelling is a route (auth's user search), so the 404s above are the spellings' alone.
+  t.equal((await raw(gw.url, 'GET', '/api/admin/users', token)).status, 200, 'the canonical path is routed')
+  t.equal(auth.seen.at(-1)?.url, '/api/admin/users')
 })
 
 t.test('a canonical path and its query string reach the service exactly as sent', async (t) => {
