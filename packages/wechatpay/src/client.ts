@@ -26,16 +26,21 @@ const header = (headers: NotificationHeaders, name: string): string | undefined 
   return Array.isArray(v) ? v[0] : v
 }
 
-/** Whether a decrypted or queried transaction carries the fields billing relies on, with their types. */
+/**
+ * Whether a decrypted or queried transaction carries the fields billing relies on, with their types. WeChat Pay
+ * documents `amount` as returned only once the order is paid (选填: 当支付成功时返回该字段), so an unpaid answer
+ * without it is a transaction; a SUCCESS needs it (its total is what the order is matched against).
+ */
 function isTransaction (v: unknown): v is Transaction {
   if (typeof v !== 'object' || v === null) return false
   const t = v as Record<string, unknown>
   const amount = t.amount as Record<string, unknown> | undefined
+  const amountOk = amount === undefined ? t.trade_state !== 'SUCCESS' : typeof amount === 'object' && amount !== null && Number.isInteger(amount.total)
   return typeof t.appid === 'string' && typeof t.mchid === 'string' && typeof t.out_trade_no === 'string' &&
     typeof t.trade_state === 'string' && (TRADE_STATES as readonly string[]).includes(t.trade_state) &&
     (t.transaction_id === undefined || typeof t.transaction_id === 'string') &&
     (t.success_time === undefined || typeof t.success_time === 'string') &&
-    typeof amount === 'object' && amount !== null && Number.isInteger(amount.total)
+    amountOk
 }
 
 /** Builds a client for one merchant; the keys are parsed once here (a bad PEM throws now). */
@@ -184,8 +189,13 @@ export function createWechatPayClient (cfg: WechatPayConfig): WechatPayClient {
       try { transaction = JSON.parse(plaintext) } catch (err) {
         throw new WechatPayNotificationError('malformed', 'the decrypted resource is not JSON', { cause: err })
       }
+      // Genuine (signed, decrypted) but not a payment: another event's resource (a refund's) is no transaction, and
+      // refusing it would only make WeChat Pay deliver it again for a day.
+      if (eventType !== 'TRANSACTION.SUCCESS') {
+        throw new WechatPayNotificationError('not_success', `the notification is ${eventType ?? 'without event_type'}, not TRANSACTION.SUCCESS`, { eventType })
+      }
       if (!isTransaction(transaction)) throw new WechatPayNotificationError('malformed', 'the decrypted resource is not a transaction')
-      if (eventType !== 'TRANSACTION.SUCCESS' || transaction.trade_state !== 'SUCCESS') {
+      if (transaction.trade_state !== 'SUCCESS') {
         throw new WechatPayNotificationError('not_success', `the notification is ${eventType ?? 'without event_type'} (trade_state ${transaction.trade_state}), not TRANSACTION.SUCCESS`, { eventType })
       }
       return transaction

@@ -312,7 +312,9 @@ export class WechatPayEngine {
       if (req.method === 'GET' && !m[2]) {
         if (new URLSearchParams(m[3] ?? '').get('mchid') !== auth.mchid) return error(400, 'PARAM_ERROR', 'mchid 与请求头中的商户号不一致')
         if (!o) return error(404, 'ORDER_NOT_EXIST', '订单不存在')
-        return answer(200, this.transaction(o))
+        // WeChat Pay answers amount only once the order is paid (选填: 当支付成功时返回该字段).
+        const { amount, ...unpaid } = this.transaction(o)
+        return answer(200, o.trade_state === 'SUCCESS' || o.trade_state === 'REFUND' ? { ...unpaid, amount } : unpaid)
       }
       if (req.method === 'POST' && m[2] && !m[3]) {
         let b: Record<string, unknown>

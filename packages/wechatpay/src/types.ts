@@ -62,7 +62,8 @@ export interface Transaction {
   /** RFC 3339; present once paid. */
   success_time?: string
   payer?: { openid?: string }
-  amount: { total: number, payer_total?: number, currency?: string, payer_currency?: string }
+  /** Present once paid (WeChat Pay documents it as returned when the payment succeeded); always there for SUCCESS. */
+  amount?: { total: number, payer_total?: number, currency?: string, payer_currency?: string }
   [field: string]: unknown
 }
 

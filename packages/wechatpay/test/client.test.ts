@@ -1,6 +1,8 @@
 // The client against the fake WeChat Pay on loopback: signed requests both ways, orders, typed errors, timeouts, key rotation.
 import t from 'tap'
 import { createPrivateKey, createPublicKey, createVerify } from 'node:crypto'
+import { createServer } from 'node:http'
+import type { AddressInfo } from 'node:net'
 import { createWechatPayClient, WechatPayError, type WechatPayConfig } from '../src/index.ts'
 import { clientConfig, FOREIGN_KEY_ID, generateKeySet, generatePlatformKey, startFakeWechatPay, parseAuthorization, buildAuthorization, type FakeWechatPay, type TestKeySet } from '../src/testing/fake-server.ts'
 
@@ -56,8 +58,9 @@ t.test('Native order, query through its states, close', async (t) => {
   t.equal(fake.order('NATIVE000001')?.trade_type, 'NATIVE')
 
   const pending = await client.queryOrder('NATIVE000001')
-  t.match(pending, { trade_state: 'NOTPAY', out_trade_no: 'NATIVE000001', mchid: keys.mchid, appid: keys.appid, amount: { total: 4500 } })
+  t.match(pending, { trade_state: 'NOTPAY', out_trade_no: 'NATIVE000001', mchid: keys.mchid, appid: keys.appid })
   t.notOk(pending?.transaction_id)
+  t.notOk(pending?.amount, 'like WeChat Pay, the query answers amount only once the order is paid')
   t.equal(fake.requests.at(-1)!.url, `/v3/pay/transactions/out-trade-no/NATIVE000001?mchid=${keys.mchid}`)
 
   fake.markPaid('NATIVE000001')
@@ -76,6 +79,24 @@ t.test('Native order, query through its states, close', async (t) => {
 
   t.equal(await client.queryOrder('NEVERCREATED1'), null, 'ORDER_NOT_EXIST is null')
   t.match(await rejects(client.closeOrder('NEVERCREATED1')), { kind: 'api', status: 404, code: 'ORDER_NOT_EXIST' })
+})
+
+t.test('amount is documented as returned only once paid: an unpaid answer without it is a transaction, a SUCCESS without it is not trusted', async (t) => {
+  // WeChat Pay's query answer: "amount 选填 … 订单金额信息，当支付成功时返回该字段". A NOTPAY or CLOSED answer without it must
+  // not fail the query (the poller could then never close an expired order); a SUCCESS without it cannot be matched.
+  const server = createServer((req, res) => {
+    const id = /out-trade-no\/([^/?]+)/.exec(req.url ?? '')?.[1] ?? ''
+    const state = id.startsWith('UNPAID') ? 'NOTPAY' : id.startsWith('SHUT') ? 'CLOSED' : 'SUCCESS'
+    const body = JSON.stringify({ appid: keys.appid, mchid: keys.mchid, out_trade_no: id, trade_state: state, trade_state_desc: state, ...(state === 'SUCCESS' ? { transaction_id: '4200000000000000000000000001', success_time: '2026-12-05T10:00:00+08:00' } : {}) })
+    res.writeHead(200, { 'content-type': 'application/json', ...fake.engine.signHeaders(Buffer.from(body)) })
+    res.end(body)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => new Promise<void>((resolve) => server.close(() => resolve())))
+  const client = createWechatPayClient(clientConfig(keys, `http://127.0.0.1:${(server.address() as AddressInfo).port}`))
+  t.match(await client.queryOrder('UNPAID000001'), { trade_state: 'NOTPAY', out_trade_no: 'UNPAID000001' })
+  t.match(await client.queryOrder('SHUT00000001'), { trade_state: 'CLOSED' })
+  t.match(await rejects(client.queryOrder('PAIDNOAMOUNT')), { kind: 'answer_malformed' })
 })
 
 t.test('the fake refuses requests the merchant key did not sign (401 SIGN_ERROR)', async (t) => {

@@ -77,6 +77,12 @@ t.test('each untrusted callback is refused with its reason', async (t) => {
 
   const refund = refusal(fake.notification('NOTIFY000001', { eventType: 'REFUND.SUCCESS' }))
   t.match(refund, { reason: 'not_success', eventType: 'REFUND.SUCCESS' })
+  // A real refund notification carries a refund resource (original_type refund: no appid, no trade_state), not a
+  // transaction: it is genuine and not a payment, so not_success (answered 204), not malformed (refused, redelivered for a day).
+  const refundResource = encryptResource(JSON.stringify({ mchid: keys.mchid, out_trade_no: 'NOTIFY000001', transaction_id: '4200000000000000000000000002', out_refund_no: 'R1', refund_id: '50000000000000000000000000001', refund_status: 'SUCCESS', success_time: '2026-12-05T10:00:00+08:00', user_received_account: '支付用户零钱', amount: { total: 990, refund: 990, payer_total: 990, payer_refund: 990 } }), keys.apiV3Key, { associatedData: 'refund', originalType: 'refund' })
+  t.match(refusal(signed(JSON.stringify({ event_type: 'REFUND.SUCCESS', resource_type: 'encrypt-resource', resource: refundResource }))), { reason: 'not_success', eventType: 'REFUND.SUCCESS' }, 'a refund resource')
+  const unpaid = encryptResource(JSON.stringify({ appid: keys.appid, mchid: keys.mchid, out_trade_no: 'NOTIFY000001', trade_state: 'SUCCESS', transaction_id: '4200000000000000000000000003' }), keys.apiV3Key)
+  t.match(refusal(signed(JSON.stringify({ event_type: 'TRANSACTION.SUCCESS', resource: unpaid }))), { reason: 'malformed' }, 'a SUCCESS transaction without amount cannot be matched with the order')
   t.match(refusal(fake.notification('NOTIFY000001', { tradeState: 'PAYERROR' })), { reason: 'not_success', eventType: 'TRANSACTION.SUCCESS' }, 'a SUCCESS event whose transaction did not succeed')
 })
 

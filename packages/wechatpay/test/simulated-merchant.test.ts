@@ -19,7 +19,7 @@ t.test('orders are answered in process, clearly labelled, through the signed pro
   const merchantPublic = createPublicKey(sim.config.privateKey)
   t.ok(createVerify('RSA-SHA256').update(`${pay.appId}\n${pay.timeStamp}\n${pay.nonceStr}\n${pay.package}\n`).verify(merchantPublic, pay.paySign, 'base64'))
 
-  t.match(await sim.client.queryOrder('SIM000000001'), { trade_state: 'NOTPAY', amount: { total: 990 } })
+  t.match(await sim.client.queryOrder('SIM000000001'), { trade_state: 'NOTPAY', out_trade_no: 'SIM000000001' })
   await sim.client.closeOrder('SIM000000002')
   t.match(await sim.client.queryOrder('SIM000000002'), { trade_state: 'CLOSED' })
   t.equal(await sim.client.queryOrder('UNKNOWN00001'), null)

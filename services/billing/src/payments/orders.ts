@@ -139,8 +139,8 @@ function mismatchesOf (order: Order, tx: Transaction): string[] {
   const out: string[] = []
   if (tx.mchid !== order.mchid) out.push(`mchid ${tx.mchid} (order: ${order.mchid})`)
   if (tx.appid !== order.appid) out.push(`appid ${tx.appid} (order: ${order.appid})`)
-  if (tx.amount.total !== order.amount_fen) out.push(`amount.total ${tx.amount.total} fen (order: ${order.amount_fen})`)
-  if (tx.amount.currency !== undefined && tx.amount.currency !== 'CNY') out.push(`currency ${tx.amount.currency}`)
+  if (tx.amount?.total !== order.amount_fen) out.push(`amount.total ${tx.amount?.total ?? '(none)'} fen (order: ${order.amount_fen})`)
+  if (tx.amount?.currency !== undefined && tx.amount.currency !== 'CNY') out.push(`currency ${tx.amount.currency}`)
   return out
 }
 
