@@ -34,7 +34,7 @@ export const FULL: Profile = {
   stream: { requests: 60, upstreamLatencyMs: 20 },
   usage: { events: 50_000, users: 1_000, steadyRate: 200, steadyS: 20, batchSize: 100, rawConcurrency: [1, 4] },
   admission: { users: 8, seconds: 8, rounds: 2 },
-  revocation: { revoked: 10_000, throughputS: 5, rounds: 2, connections: 50, micro: 2_000_000 },
+  revocation: { revoked: 10_000, throughputS: 5, rounds: 3, connections: 50, micro: 2_000_000 },
   providers: { users: 8, seconds: 8 },
   callbacks: { orders: 1_000, concurrency: 16 },
   curves: {
@@ -56,7 +56,7 @@ export const QUICK: Profile = {
   stream: { requests: 5, upstreamLatencyMs: 20 },
   usage: { events: 2_000, users: 100, steadyRate: 200, steadyS: 2, batchSize: 100, rawConcurrency: [1, 4] },
   admission: { users: 4, seconds: 1.5, rounds: 1 },
-  revocation: { revoked: 2_000, throughputS: 1, rounds: 1, connections: 20, micro: 200_000 },
+  revocation: { revoked: 2_000, throughputS: 1, rounds: 2, connections: 20, micro: 200_000 },
   providers: { users: 4, seconds: 1.5 },
   callbacks: { orders: 60, concurrency: 8 },
   curves: {

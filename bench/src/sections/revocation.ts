@@ -1,7 +1,8 @@
-// The token revocation check: the gateway's CPU per authenticated request with `revoked` session revocations in its
-// list (published to AUTH_REVOCATIONS the way auth's logout writes them) against a second gateway, same bundle and
-// upstreams, that reads an empty revocation stream (its own namespace), interleaved; plus the check itself in process
-// (RevocationList.isRevoked, empty vs full) and how long a real logout takes to reach the gateway.
+// The token revocation check: gateway CPU per authenticated request with `revoked` session revocations in its list
+// (published to AUTH_REVOCATIONS the way auth's logout writes them) against one with none: two more gateway processes,
+// same bundle and upstreams, started together — one on the system's namespace (it reads every revocation at boot),
+// one on its own namespace (an empty revocation stream) — and loaded in turn; plus the check itself in process
+// (RevocationList.isRevoked, empty vs full) and how long a real logout takes to reach the system's gateway.
 import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { once } from 'node:events'
@@ -17,7 +18,6 @@ import { api, createUser } from '../http.ts'
 import { LoadGenerator } from '../load-client.ts'
 import { cpuMeter, ROOT_DIR } from '../procs.ts'
 import { median, round } from '../stats.ts'
-import { pidOf } from '../system-control.ts'
 
 /** ns per isRevoked call on a token that is not revoked (the common case: every request of every live session). */
 function checkCost (list: RevocationList, calls: number): number {
@@ -39,12 +39,13 @@ async function stopChild (child: ChildProcess): Promise<void> {
 }
 
 /**
- * One more gateway process (the bundle the system runs) with the system's environment but its own EVENTS_NAMESPACE:
- * the same upstreams, Redis and keys, and a revocation stream nobody writes to, so its list stays empty.
+ * One more gateway process (the bundle the system runs) with the system's environment, the same upstreams, Redis and
+ * keys, and `namespace` for its revocation stream: the system's (the full list, read at boot: it is ready only once
+ * caught up) or one nobody writes to (its list stays empty).
  */
-async function startBaselineGateway (ctx: BenchContext): Promise<{ url: string, child: ChildProcess }> {
+async function startGateway (ctx: BenchContext, namespace: string): Promise<{ url: string, child: ChildProcess }> {
   const port = await freePort()
-  const env: NodeJS.ProcessEnv = { ...process.env, ...ctx.system.env, EVENTS_NAMESPACE: `${ctx.system.env.EVENTS_NAMESPACE}_norev`, PORT: String(port) }
+  const env: NodeJS.ProcessEnv = { ...process.env, ...ctx.system.env, EVENTS_NAMESPACE: namespace, PORT: String(port) }
   delete env.NODE_V8_COVERAGE
   const child = spawn(process.execPath, ['--enable-source-maps', 'dist/server.mjs'], { cwd: join(ROOT_DIR, 'gateway'), env, stdio: ['ignore', 'ignore', 'pipe'] })
   let output = ''
@@ -52,9 +53,9 @@ async function startBaselineGateway (ctx: BenchContext): Promise<{ url: string, 
   ctx.teardowns.teardown(() => stopChild(child))
   const url = `http://127.0.0.1:${port}`
   await waitFor(async () => {
-    if (child.exitCode !== null) throw new Error(`the baseline gateway exited with ${child.exitCode}: ${output}`)
+    if (child.exitCode !== null) throw new Error(`an extra gateway exited with ${child.exitCode}: ${output}`)
     return (await fetch(`${url}/readyz`).catch(() => null))?.ok
-  }, { timeoutMs: 60_000, intervalMs: 100, what: 'the baseline gateway' })
+  }, { timeoutMs: 60_000, intervalMs: 100, what: 'an extra gateway' })
   return { url, child }
 }
 
@@ -77,14 +78,10 @@ export async function revocationSection (ctx: BenchContext): Promise<void> {
 
   const nc = await connect({ servers: system.env.NATS_URL })
   const js = jetstream(nc)
-  const baseline = await startBaselineGateway(ctx)
   const load = new LoadGenerator({ cpuList: '1', pinned: false })
   const headers = { authorization: `Bearer ${ctx.users[0].token}` }
   type Which = 'full' | 'empty'
-  const target: Record<Which, { url: string, pid: () => number | undefined }> = {
-    full: { url: `${gw}/api/user/balance`, pid: () => pidOf(ctx, 'gateway') },
-    empty: { url: `${baseline.url}/api/user/balance`, pid: () => baseline.child.pid }
-  }
+  const extra: { url: string, child: ChildProcess }[] = []
   const cpuUs: Record<Which, number[]> = { full: [], empty: [] }
   const rps: Record<Which, number[]> = { full: [], empty: [] }
   try {
@@ -116,14 +113,22 @@ export async function revocationSection (ctx: BenchContext): Promise<void> {
     await waitFor(async () => (await api(gw, 'GET', '/api/user/balance', { token: sentinel })).status === 401, { timeoutMs: 120_000, intervalMs: 20, what: 'the gateway reading every revocation' })
     const feedS = (performance.now() - p0) / 1000
     ctx.log(`revocation: ${v.revoked} revocations published and in the gateway's list after ${feedS.toFixed(2)} s`)
-    // (The baseline gateway's list stays empty by construction; the sentinel cannot show it: billing, behind both
-    // gateways, checks the same revocations and refuses the sentinel whichever gateway passed it.)
+    // Two fresh gateways, started together so both are equally cold: the full list (caught up at boot) and none.
+    // (The empty one's list stays empty by construction; the sentinel cannot show it: billing, behind every gateway,
+    // checks the same revocations and refuses the sentinel whichever gateway passed it.)
+    const [full, empty] = await Promise.all([startGateway(ctx, system.env.EVENTS_NAMESPACE), startGateway(ctx, `${system.env.EVENTS_NAMESPACE}_norev`)])
+    extra.push(full, empty)
+    if ((await api(full.url, 'GET', '/api/user/balance', { token: sentinel })).status !== 401) throw new Error('the extra gateway on the system\'s namespace passed the sentinel: it has not read the revocations')
+    const target: Record<Which, { url: string, pid: number | undefined }> = {
+      full: { url: `${full.url}/api/user/balance`, pid: full.child.pid },
+      empty: { url: `${empty.url}/api/user/balance`, pid: empty.child.pid }
+    }
 
     // 3. Gateway CPU per request, the two gateways interleaved (order swapped each round), after a warm-up of each.
-    for (const w of ['full', 'empty'] as Which[]) await load.throughput({ url: target[w].url, headers, connections: v.connections, durationS: 2 })
+    for (const w of ['full', 'empty', 'full', 'empty'] as Which[]) await load.throughput({ url: target[w].url, headers, connections: v.connections, durationS: 2 })
     for (let r = 0; r < v.rounds; r++) {
       for (const w of (r % 2 === 0 ? ['full', 'empty'] : ['empty', 'full']) as Which[]) {
-        const meter = cpuMeter({ gateway: target[w].pid() })
+        const meter = cpuMeter({ gateway: target[w].pid })
         const res = await load.throughput({ url: target[w].url, headers, connections: v.connections, durationS: v.throughputS })
         const used = meter().gateway
         if (res.non2xx || res.errors) ctx.results.notes.push(`revocation: ${res.non2xx} non-2xx and ${res.errors} failed requests in a run against the gateway with the ${w} list.`)
@@ -136,12 +141,12 @@ export async function revocationSection (ctx: BenchContext): Promise<void> {
     const perRound = cpuUs.full.map((f, r) => f / cpuUs.empty[r]).filter(Number.isFinite)
     const c = (w: Which) => median(cpuUs[w].filter(Number.isFinite))
     ctx.results.figures.push(
-      { key: 'revocation_cpu_ratio', label: `Gateway CPU per authenticated request with ${v.revoked} revoked sessions in its list / a second gateway with none (interleaved)`, value: round(median(perRound)), unit: '×', baseline: `none ${c('empty').toFixed(0)} µs (${Math.round(median(rps.empty))} req/s), ${v.revoked} revoked ${c('full').toFixed(0)} µs (${Math.round(median(rps.full))} req/s) per request` },
+      { key: 'revocation_cpu_ratio', label: `Gateway CPU per authenticated request with ${v.revoked} revoked sessions in its list / with none (two fresh gateways, loaded in turn)`, value: round(median(perRound)), unit: '×', baseline: `none ${c('empty').toFixed(0)} µs (${Math.round(median(rps.empty))} req/s), ${v.revoked} revoked ${c('full').toFixed(0)} µs (${Math.round(median(rps.full))} req/s) per request` },
       { key: 'revocation_check_ns', label: `isRevoked in process with ${v.revoked} revocations (a token not revoked)`, value: round(fullNs, 1), unit: 'ns', baseline: `empty list ${emptyNs.toFixed(1)} ns` },
       { key: 'revocation_propagation_ms', label: 'Logout through auth → its token refused at the gateway', value: round(propagationMs, 1), unit: 'ms', baseline: `${v.revoked} revocations published and read by the gateway in ${feedS.toFixed(2)} s` }
     )
     ctx.results.details.revocation = {
-      method: `GET /api/user/balance with one user's token (a verified-token cache hit, so the revocation check is the difference), autocannon -c ${v.connections} for ${v.throughputS} s, ${v.rounds} interleaved round(s): the system's gateway (its list holding ${v.revoked} {sid, exp} records as logout writes them, published straight to AUTH_REVOCATIONS) and a second gateway process on an empty revocation stream, same upstreams (billing, which checks revocations too, holds the full list behind both)`,
+      method: `GET /api/user/balance with one user's token (a verified-token cache hit, so the revocation check is the difference), autocannon -c ${v.connections} for ${v.throughputS} s, ${v.rounds} interleaved round(s): two extra gateway processes started together after ${v.revoked} {sid, exp} records (as logout writes them) were published straight to AUTH_REVOCATIONS: one on the system's namespace (the full list, read at boot), one on an empty revocation stream; same upstreams (billing, which checks revocations too, holds the full list behind both)`,
       cpu_us_per_request: { full: cpuUs.full.map((x) => round(x, 1)), empty: cpuUs.empty.map((x) => round(x, 1)) },
       rps: { full: rps.full.map((x) => round(x, 0)), empty: rps.empty.map((x) => round(x, 0)) },
       in_process_ns: { empty: round(emptyNs, 1), full: round(fullNs, 1), calls: v.micro },
@@ -150,7 +155,7 @@ export async function revocationSection (ctx: BenchContext): Promise<void> {
     }
   } finally {
     await load.close()
-    await stopChild(baseline.child)
+    for (const g of extra) await stopChild(g.child)
     await nc.drain().catch(() => {})
   }
 }
