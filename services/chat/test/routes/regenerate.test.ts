@@ -229,3 +229,28 @@ t.test('a regeneration whose process died: the sweeper charges its prompt and th
   const [tokens, charged] = await tokensAndCharges(s, 1)
   t.equal(tokens, charged, INVARIANT)
 })
+
+t.test('a send while a regeneration is in flight: the reply being replaced (and its question, pending) stays out of the prompt', async (t) => {
+  const s = await buildTestApp(t, { CHAT_SYSTEM_PROMPT: 'sys' })
+  await s.seedBalance(1, 10_000)
+  const session = await s.createSession(1, 'regen')
+  const r0 = (await s.send(1, session.id, 'zero')).json()
+  const r1 = (await s.send(1, session.id, 'one')).json()
+  let release!: () => void
+  s.llm.knobs.hold = new Promise<void>((resolve) => { release = resolve })
+  s.llm.knobs.reply = 'the regenerated answer'
+  const regen = regenerate(s, 1, session.id, r1.id)
+  await waitFor(() => s.llm.requests.length === 3, { what: 'the regeneration asked the model' })
+  s.llm.reset()
+  t.equal((await s.send(1, session.id, 'two')).statusCode, 200, 'the send is answered meanwhile')
+  const asked = s.llm.requests.at(-1)!.body.messages.map((m) => m.content)
+  t.notOk(asked.includes(r1.content), 'the reply being replaced is not in the prompt (it is superseded a moment later)')
+  t.same(asked, ['sys', 'zero', r0.content, 'two'], 'a consistent history: no answer without its question')
+  release()
+  const done = await regen
+  t.equal(done.statusCode, 200)
+  t.same((await list(s, 1, session.id)).filter((m: { superseded: boolean }) => m.superseded).map((m: { content: string }) => m.content),
+    [r1.content], 'the old reply ends superseded')
+  const [tokens, charged] = await tokensAndCharges(s, 1)
+  t.equal(tokens, charged, INVARIANT)
+})

@@ -11,7 +11,9 @@ export type ContextMessage = Pick<MessageRow, 'id' | 'role' | 'content' | 'conte
 /**
  * The user's session and its newest turns that may go into a prompt (newest first), in one round trip:
  * replies, and user messages that got one (pending and failed ones are left out, so no dangling turn is sent);
- * superseded replies are left out (a regenerate replaced them). `beforeId`: only turns before it (a regenerate
+ * superseded replies are left out (a regenerate replaced them), and so is a reply a regeneration in flight is
+ * replacing (its question is pending meanwhile: the reply alone would be an answer without its question, and it
+ * is superseded a moment later; one uncorrelated look at the user's pending rows). `beforeId`: only turns before it (a regenerate
  * asks again for that user message). Undefined when the session is not this user's.
  */
 export async function findSessionWithContext (db: Db, sessionId: number, userId: number, limit: number, beforeId?: number): Promise<{ session: SessionRow, history: ContextMessage[] } | undefined> {
@@ -21,6 +23,7 @@ export async function findSessionWithContext (db: Db, sessionId: number, userId:
     left join lateral (
       select id, role, content, content_tokens from messages
       where session_id = s.id and (role = 'assistant' or status = 'ok') and not superseded
+        and id <> all (array(select exchange_supersedes from messages where user_id = ${userId} and status = 'pending' and exchange_supersedes is not null))
         and (${beforeId ?? null}::bigint is null or id < ${beforeId ?? null}::bigint)
       order by id desc limit ${limit}
     ) m on true
