@@ -9,6 +9,11 @@ import { DEFAULT_TITLE } from './routes/sessions.ts'
 import { buildUsageEvent } from './usage-event.ts'
 
 export const TITLE_MAX_CHARS = 30
+/**
+ * The output a title call may take (its max_tokens): a 30-character title is at most a few dozen tokens, so the user is
+ * never charged for a rambling answer that cleanTitle would cut anyway (CHAT_MAX_OUTPUT_TOKENS is for replies).
+ */
+export const TITLE_MAX_TOKENS = 64
 // Enough of the exchange to name it; a title call stays cheap however long the messages are.
 const EXCERPT_CHARS = 600
 const TITLE_INSTRUCTION = `Write a short title (at most ${TITLE_MAX_CHARS} characters) for the conversation below, in the language the user writes in. Answer with the title only: no quotes, no final punctuation.`
@@ -110,7 +115,7 @@ export class AutoTitles {
     const { db, llm, tokenizer } = this.deps
     const { log } = input
     const messages = titlePrompt(input.userContent, input.reply)
-    const outcome = await llm.complete(messages, this.closing.signal, this.config.CHAT_TITLE_MODEL ?? llm.model)
+    const outcome = await llm.complete(messages, this.closing.signal, this.config.CHAT_TITLE_MODEL ?? llm.model, TITLE_MAX_TOKENS)
     if (!outcome.finished || outcome.content === '') {
       log.warn({ code: outcome.error?.code ?? (outcome.clientAborted ? 'shutting_down' : undefined), session_id: input.sessionId }, 'automatic title: the model gave no answer; nothing charged')
       return

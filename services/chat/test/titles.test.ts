@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import { waitFor } from '@chat-platform/platform/testing'
 import type { PromptMessage } from '@chat-platform/tokenizer'
 import { buildTestApp, type TestApp } from './helper.ts'
-import { cleanTitle, titlePrompt } from '../src/titles.ts'
+import { cleanTitle, titlePrompt, TITLE_MAX_TOKENS } from '../src/titles.ts'
 import { usageDescription } from '../../billing/src/pricing.ts'
 
 const isTitleCall = (messages: PromptMessage[]) => messages[0]?.role === 'system' && messages[0].content.startsWith('Write a short title')
@@ -164,4 +164,20 @@ t.test('closing the service stops a title call still waiting for the model: noth
   await waitFor(() => s.llm.requests[1].aborted, { what: 'the title call aborted' })
   t.same((await usageRows(s)).map((r) => r.purpose), ['exchange'])
   t.equal(await s.deps.db.selectFrom('sessions').select('title').where('id', '=', session.id).executeTakeFirstOrThrow().then((r) => r.title), '新会话')
+})
+
+t.test('a title call asks for a title\'s worth of output: a model that rambles is cut at TITLE_MAX_TOKENS, and only that is charged', async (t) => {
+  const s = await buildTestApp(t, { CHAT_AUTO_TITLE: 'true' })
+  await s.seedBalance(1, 100_000)
+  const session = await s.createSession(1)
+  s.llm.knobs.reply = (messages) => isTitleCall(messages) ? `Paris weekend\n${'Here is why this title fits the conversation so well. '.repeat(200)}` : 'the answer'
+  t.equal((await s.send(1, session.id, 'What should I do in Paris?')).statusCode, 200)
+  await waitFor(async () => (await usageRows(s)).some((r) => r.purpose === 'title'), { what: 'the title charged' })
+  const call = s.llm.requests[1]
+  t.ok(isTitleCall(call.body.messages))
+  t.equal(call.body.max_tokens, TITLE_MAX_TOKENS, 'the title call asks for at most TITLE_MAX_TOKENS, not CHAT_MAX_OUTPUT_TOKENS')
+  t.equal(s.llm.requests[0].body.max_tokens, s.config.CHAT_MAX_OUTPUT_TOKENS, 'the exchange keeps CHAT_MAX_OUTPUT_TOKENS')
+  const title = (await usageRows(s)).find((r) => r.purpose === 'title')!
+  t.ok(title.completion_tokens <= TITLE_MAX_TOKENS, `charged for at most ${TITLE_MAX_TOKENS} output tokens (got ${title.completion_tokens})`)
+  t.equal(await titleOf(s, 1, session.id), 'Paris weekend', 'the title is still the first line')
 })

@@ -65,15 +65,19 @@ export class LlmClient {
     this.client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseURL, timeout: opts.timeoutMs, maxRetries: opts.maxRetries })
   }
 
-  // max_tokens bounds what one exchange can cost (with the prompt budget): CHAT_MAX_OUTPUT_TOKENS.
-  private params (messages: PromptMessage[], model: string) {
-    return { model, messages, ...(this.opts.maxOutputTokens ? { max_tokens: this.opts.maxOutputTokens } : {}) }
+  // max_tokens bounds what one exchange can cost (with the prompt budget): CHAT_MAX_OUTPUT_TOKENS, or a call's own lower cap.
+  private params (messages: PromptMessage[], model: string, maxTokens?: number) {
+    const cap = maxTokens !== undefined && this.opts.maxOutputTokens ? Math.min(maxTokens, this.opts.maxOutputTokens) : maxTokens ?? this.opts.maxOutputTokens
+    return { model, messages, ...(cap ? { max_tokens: cap } : {}) }
   }
 
-  /** One JSON completion, bounded as a whole by the timeout (one request: under the router the SDK does not retry). */
-  async complete (messages: PromptMessage[], signal?: AbortSignal, model: string = this.model): Promise<LlmOutcome> {
+  /**
+   * One JSON completion, bounded as a whole by the timeout (one request: under the router the SDK does not retry).
+   * `maxTokens`: this call's output cap, below CHAT_MAX_OUTPUT_TOKENS (a title needs a few dozen tokens).
+   */
+  async complete (messages: PromptMessage[], signal?: AbortSignal, model: string = this.model, maxTokens?: number): Promise<LlmOutcome> {
     const started = performance.now()
-    return this.measured('json', model, started, await this.callJson(messages, model, signal))
+    return this.measured('json', model, started, await this.callJson(messages, model, signal, maxTokens))
   }
 
   /**
@@ -98,14 +102,14 @@ export class LlmClient {
     return outcome
   }
 
-  private async callJson (messages: PromptMessage[], model: string, signal?: AbortSignal): Promise<LlmOutcome> {
+  private async callJson (messages: PromptMessage[], model: string, signal?: AbortSignal, maxTokens?: number): Promise<LlmOutcome> {
     const ac = new AbortController()
     let timedOut = false
     const timer = setTimeout(() => { timedOut = true; ac.abort() }, this.opts.timeoutMs)
     const onAbort = () => ac.abort()
     signal?.addEventListener('abort', onAbort, { once: true })
     try {
-      const res = await this.client.chat.completions.create({ ...this.params(messages, model), stream: false }, { signal: ac.signal })
+      const res = await this.client.chat.completions.create({ ...this.params(messages, model, maxTokens), stream: false }, { signal: ac.signal })
       const content = res.choices[0]?.message?.content ?? ''
       return { content, usage: usageOf(res.usage), finished: true, clientAborted: false }
     } catch (err) {

@@ -125,9 +125,9 @@ export class LlmRouter {
     }
   }
 
-  /** One JSON completion of `model` (default: the default model), failing over as described in route(). */
-  async complete (messages: PromptMessage[], signal?: AbortSignal, model: string = this.model): Promise<RoutedOutcome> {
-    return await this.route(model, signal, (client) => client.complete(messages, signal, model))
+  /** One JSON completion of `model` (default: the default model), failing over as described in route(); `maxTokens`: a lower output cap for this call. */
+  async complete (messages: PromptMessage[], signal?: AbortSignal, model: string = this.model, maxTokens?: number): Promise<RoutedOutcome> {
+    return await this.route(model, signal, (client) => client.complete(messages, signal, model, maxTokens))
   }
 
   /** A streamed completion of `model`; `onDelta` only ever sees the text of the provider that answered. */
