@@ -102,6 +102,36 @@ t.test('the sweeper settles exchanges whose lease expired: prompt charged, estim
   t.equal(await recorded(s, 4), 14)
 })
 
+t.test('an Idempotency-Key run twice (a stale claim taken over while its first exchange still ran): the exchange recorded second charges nothing, and the sweeper does not charge it later either', async (t) => {
+  const s = await buildTestApp(t)
+  const session = await s.createSession(6)
+  const subject = namespaced(s.config.EVENTS_NAMESPACE).subject(Subjects.usageRecorded)
+  const idempotency = { key: 'k-twice', request_hash: 'h' }
+  // Both exchanges of the key: their user messages are pending; the first one's process no longer renews its lease.
+  const pending = (leaseMs: number) => insertUserMessage(s.deps.db, { session_id: session.id, user_id: 6, role: 'user', content: 'q', content_tokens: 1, status: 'pending', error_code: null, exchange_model: 'gpt-4o-mini', exchange_prompt_tokens: 9, lease_ms: leaseMs })
+  const first = await pending(-1000)
+  const second = await pending(60_000)
+  const record = (m: typeof first, amount: number) => recordReply(s.deps.db, {
+    userMessageId: m.id,
+    promptTokens: 9,
+    reply: { id: m.reply_id, session_id: session.id, user_id: 6, content: 'a', tokens: amount - 9, content_tokens: 1, status: 'ok', error_code: null },
+    event: { event_id: randomUUID(), occurred_at: new Date().toISOString(), user_id: 6, session_id: session.id, message_id: m.reply_id, model: 'gpt-4o-mini', prompt_tokens: 9, completion_tokens: amount - 9, usage_source: 'provider', estimated_amount: amount },
+    subject,
+    idempotency
+  })
+  t.equal((await record(second, 12)).fresh, true, 'the takeover recorded first')
+  t.equal((await record(first, 13)).fresh, false, 'the key is charged already: the other exchange charges nothing')
+  const row = await s.deps.db.selectFrom('messages').selectAll().where('id', '=', first.id).executeTakeFirstOrThrow()
+  t.not(row.status, 'pending', 'its user message is settled, not left pending')
+  const opts = { staleMs: 0, prices: s.config.MODEL_PRICES, defaultModel: 'gpt-4o-mini', eventsNamespace: s.config.EVENTS_NAMESPACE, log: s.app.log }
+  t.equal(await sweepStaleExchanges(s.deps.db, opts), 0, 'the sweeper finds nothing to charge')
+  t.equal((await s.deps.db.selectFrom('usage').selectAll().execute()).length, 1, 'one charge for the key')
+  t.equal(await recorded(s, 6), 12)
+  t.same((await readCharges(s.deps.db, 6)).stale, [], 'admission counts no stale exchange')
+  const { rows: [sum] } = await sql<{ tokens: string }>`select sum(tokens) as tokens from messages where user_id = 6`.execute(s.deps.db)
+  t.equal(Number(sum.tokens), 12, 'Σ message tokens = Σ exchange charges')
+})
+
 t.test('each replica runs the sweeper on CHAT_PENDING_SWEEP_MS', async (t) => {
   const s = await buildTestApp(t, { CHAT_PENDING_SWEEP_MS: '100', CHAT_PENDING_STALE_MS: '0' })
   const session = await s.createSession(5)

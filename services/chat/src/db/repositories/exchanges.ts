@@ -93,7 +93,8 @@ export const usageRow = (event: UsageRecorded, idempotency?: Idempotency) => sql
  * user message marked ok with its prompt tokens added (a regenerate adds its prompt to the send's, so Σ tokens
  * over the messages stays Σ exchange charges), the replaced reply marked superseded (a regenerate), the usage
  * event in the outbox, the user's recorded total, and the relay's wake-up (NOTIFY is delivered at commit).
- * `fresh` is false when the exchange had been recorded (or settled by the sweeper) before: nothing changed.
+ * `fresh` is false when the exchange had been recorded (or settled by the sweeper) before: nothing changed; or when
+ * another exchange of the same Idempotency-Key was charged: then its user message, still pending, is settled as failed.
  * `reply` is the stored reply, undefined when the session was deleted mid-exchange (the usage is charged all
  * the same; its message id then points at no stored message) or the sweeper settled the exchange first.
  */
@@ -112,6 +113,12 @@ export async function recordReply (db: Db, r: RecordedReply): Promise<{ fresh: b
       where id = ${r.userMessageId} and exists (select 1 from alive)
     ),
     replaced as (update messages set superseded = true where id = ${r.supersedes ?? null}::bigint and exists (select 1 from alive)),
+    -- Not charged and still pending: another exchange of the same Idempotency-Key was charged (a stale claim taken
+    -- over while this one still ran). Settled here, so the sweeper never charges it too.
+    dropped as (
+      update messages set ${settledExchange('idempotency_conflict')}, lease_until = null
+      where id = ${r.userMessageId} and status = 'pending' and not exists (select 1 from used)
+    ),
     ${charged(event, r.subject, r.requestId)}
     select exists (select 1 from used) as fresh, m.* from (${notifyOutbox(SCHEMA)}) as woken
     left join (select * from reply union all select * from messages where id = ${reply.id} and not exists (select 1 from used)) m on true`.execute(db)
