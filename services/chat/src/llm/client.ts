@@ -43,6 +43,29 @@ export function mapLlmError (err: unknown, timedOut: boolean): ProblemError {
   return new ProblemError('upstream_error', 'The connection to the language model broke off.', { cause: err })
 }
 
+/**
+ * Takes the provider's API key out of an error before anything keeps or logs it: some OpenAI-compatible providers
+ * echo the key they were sent in their error body, which the SDK copies into the error's message (and so its stack),
+ * body, `param` and `code`. The error stays the SDK's (failover reads its status and headers).
+ */
+export function redactKey<E> (err: E, apiKey: string): E {
+  if (!(err instanceof Error) || apiKey.length < 8) return err
+  const clean = (v: unknown, depth = 0): unknown => {
+    if (typeof v === 'string') return v.includes(apiKey) ? v.split(apiKey).join('[redacted]') : v
+    if (depth > 4 || v === null || typeof v !== 'object') return v
+    if (Array.isArray(v)) return v.map((x) => clean(x, depth + 1))
+    return Object.fromEntries(Object.entries(v).map(([k, x]) => [k, clean(x, depth + 1)]))
+  }
+  err.message = clean(err.message) as string
+  if (err.stack) err.stack = clean(err.stack) as string
+  if (err instanceof APIError) {
+    const e = err as unknown as Record<'error' | 'param' | 'code' | 'type', unknown>
+    for (const k of ['error', 'param', 'code', 'type'] as const) e[k] = clean(e[k])
+  }
+  if (err.cause !== undefined && err.cause !== err) redactKey(err.cause, apiKey)
+  return err
+}
+
 const usageOf = (u: { prompt_tokens?: number, completion_tokens?: number } | null | undefined): LlmUsage | undefined =>
   u && Number.isInteger(u.prompt_tokens) && Number.isInteger(u.completion_tokens) ? { prompt_tokens: u.prompt_tokens!, completion_tokens: u.completion_tokens! } : undefined
 
@@ -114,7 +137,7 @@ export class LlmClient {
       return { content, usage: usageOf(res.usage), finished: true, clientAborted: false }
     } catch (err) {
       const clientAborted = !timedOut && (signal?.aborted ?? false)
-      return { content: '', finished: false, clientAborted, error: clientAborted ? undefined : mapLlmError(err, timedOut) }
+      return { content: '', finished: false, clientAborted, error: clientAborted ? undefined : mapLlmError(redactKey(err, this.opts.apiKey), timedOut) }
     } finally {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
@@ -153,7 +176,7 @@ export class LlmClient {
         if (u) usage = u
       }
     } catch (err) {
-      if (!(err instanceof APIUserAbortError) || timedOut) error = mapLlmError(err, timedOut)
+      if (!(err instanceof APIUserAbortError) || timedOut) error = mapLlmError(redactKey(err, this.opts.apiKey), timedOut)
     } finally {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)

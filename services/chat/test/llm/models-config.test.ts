@@ -124,3 +124,34 @@ t.test('Retry-After parsing and which failures move on', async (t) => {
   t.equal(classifyFailure(new ProblemError('service_unavailable', 'x')).reason, 'connect')
   t.equal(classifyFailure(new ProblemError('upstream_error', 'broke off')).reason, 'broken')
 })
+
+t.test('a provider that echoes its API key in an error: the key is in no error chat keeps or logs (message, body, stack)', async (t) => {
+  const { createServer } = await import('node:http')
+  const pino = (await import('pino')).default
+  const secret = 'sk-echoed-secret-0123456789'
+  const server = createServer((req, res) => {
+    req.resume()
+    const key = String(req.headers.authorization ?? '').replace(/^Bearer /, '')
+    const status = req.url?.includes('/bad/') ? 401 : 500
+    res.writeHead(status, { 'content-type': 'application/json' })
+    res.end(JSON.stringify({ error: { message: `Incorrect API key provided: ${key}`, type: 'invalid_request_error', param: key, code: 'invalid_api_key' } }))
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const { port } = server.address() as { port: number }
+  const { LlmClient } = await import('../../src/llm/client.ts')
+  for (const path of ['bad', 'broken']) {
+    const client = new LlmClient({ baseURL: `http://127.0.0.1:${port}/${path}/v1`, apiKey: secret, model: 'm', timeoutMs: 5000, maxRetries: 0, log: pino({ level: 'silent' }) })
+    const json = await client.complete([{ role: 'user', content: 'hi' }])
+    const streamed = await client.stream([{ role: 'user', content: 'hi' }], () => {})
+    for (const outcome of [json, streamed]) {
+      t.ok(outcome.error, `${path}: the call failed`)
+      const cause = outcome.error!.cause as Error & { error?: unknown, param?: unknown }
+      t.ok(cause instanceof APIError, 'the cause is still the SDK\'s error (failover reads its status)')
+      t.equal(classifyFailure(outcome.error).status, path === 'bad' ? 401 : 500)
+      const logged = JSON.stringify(pino.stdSerializers.err(outcome.error as Error)) + cause.message + String(cause.stack) + JSON.stringify(cause.error) + String(cause.param)
+      t.notMatch(logged, secret, `${path}: the key is nowhere in the error`)
+      t.match(cause.message, /Incorrect API key provided: \[redacted\]/, 'the rest of the provider\'s message is kept')
+    }
+  }
+})
