@@ -429,10 +429,10 @@ export class SendMessage {
   }
 
   /** Marks a pending exchange failed, a regeneration back to its reply (nothing charged; the key is freed); while Postgres is away, retried in the background. */
-  private async fail (input: SendInput, userMessage: MessageRow, code: string): Promise<void> {
+  private async fail (input: SendInput, userMessage: MessageRow & { reply_id: number }, code: string): Promise<void> {
     const { db } = this.deps
     const write = async () => {
-      await failExchange(db, userMessage.id, code)
+      await failExchange(db, userMessage.id, userMessage.reply_id, code)
       if (input.idempotencyKey) await releaseIdempotencyKey(db, input.userId, input.idempotencyKey)
     }
     try {

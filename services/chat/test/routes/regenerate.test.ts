@@ -4,7 +4,7 @@ import t from 'tap'
 import { sql } from 'kysely'
 import { waitFor } from '@chat-platform/platform/testing'
 import { buildTestApp, parseSse, type TestApp } from '../helper.ts'
-import { claimRegeneration, readCharges } from '../../src/db/repositories/exchanges.ts'
+import { claimRegeneration, failExchange, readCharges } from '../../src/db/repositories/exchanges.ts'
 import { sweepStaleExchanges } from '../../src/pending-exchanges.ts'
 
 const SSE = { accept: 'text/event-stream' }
@@ -253,4 +253,25 @@ t.test('a send while a regeneration is in flight: the reply being replaced (and 
     [r1.content], 'the old reply ends superseded')
   const [tokens, charged] = await tokensAndCharges(s, 1)
   t.equal(tokens, charged, INVARIANT)
+})
+
+t.test('a regeneration settled by the sweeper whose process then fails it late does not undo a newer regeneration of the same reply', async (t) => {
+  const s = await buildTestApp(t)
+  await s.seedBalance(1, 10_000)
+  const session = await s.createSession(1, 'regen')
+  const r1 = (await s.send(1, session.id, 'one')).json()
+  const [u1] = await list(s, 1, session.id)
+  const claim = () => claimRegeneration(s.deps.db, { userMessageId: u1.id, replyId: r1.id, model: 'gpt-4o-mini', promptTokens: 5, leaseMs: 1 })
+  const stalled = (await claim())!
+  await waitFor(async () => (await readCharges(s.deps.db, 1)).stale.length === 1, { what: 'the lease expired' })
+  const opts = { staleMs: 0, prices: s.config.MODEL_PRICES, defaultModel: 'gpt-4o-mini', eventsNamespace: s.config.EVENTS_NAMESPACE, log: s.app.log }
+  t.equal(await sweepStaleExchanges(s.deps.db, opts), 1, 'the sweeper settled the stalled regeneration')
+  const newer = (await claimRegeneration(s.deps.db, { userMessageId: u1.id, replyId: r1.id, model: 'gpt-4o-mini', promptTokens: 5, leaseMs: 60_000 }))!
+  t.ok(newer, 'the user regenerated again')
+  // The stalled process comes back with nothing generated and marks its exchange failed.
+  await failExchange(s.deps.db, u1.id, stalled.reply_id, 'upstream_error')
+  const row = await s.deps.db.selectFrom('messages').selectAll().where('id', '=', u1.id).executeTakeFirstOrThrow()
+  t.match(row, { status: 'pending', exchange_reply_id: newer.reply_id, exchange_supersedes: r1.id }, 'the newer regeneration keeps its claim')
+  t.equal(await claim(), undefined, 'so no third regeneration of the same reply can start meanwhile')
+  t.equal((await regenerate(s, 1, session.id, r1.id)).statusCode, 409)
 })

@@ -190,9 +190,13 @@ const settledExchange = (code: string) => sql`status = case when exchange_supers
   error_code = case when exchange_supersedes is null then ${code}::text end,
   exchange_reply_id = coalesce(exchange_supersedes, exchange_reply_id), exchange_supersedes = null`
 
-/** Marks a pending exchange that generated nothing: a send failed with `code`, a regeneration back to its reply. */
-export async function failExchange (db: Db, userMessageId: number, code: string): Promise<void> {
-  await sql`update messages set ${settledExchange(code)}, lease_until = null where id = ${userMessageId} and status = 'pending'`.execute(db)
+/**
+ * Marks a pending exchange that generated nothing: a send failed with `code`, a regeneration back to its reply. Only
+ * this exchange's (its reserved `replyId`): if the sweeper settled it meanwhile and the user regenerated again, the
+ * message is pending for that newer regeneration, which this must not undo.
+ */
+export async function failExchange (db: Db, userMessageId: number, replyId: number, code: string): Promise<void> {
+  await sql`update messages set ${settledExchange(code)}, lease_until = null where id = ${userMessageId} and status = 'pending' and exchange_reply_id = ${replyId}`.execute(db)
 }
 
 export type RegenerateTarget = Pick<MessageRow, 'id' | 'content' | 'content_tokens'>
