@@ -78,9 +78,12 @@ export class LlmClient {
   readonly simulated: boolean
   private readonly client: OpenAI
   private readonly opts: LlmOptions
+  private readonly secret: string
 
   constructor (opts: LlmOptions) {
     this.opts = opts
+    // The simulator's placeholder key is no secret (and 'simulated' would be cut out of its own error messages).
+    this.secret = opts.simulated ? '' : opts.apiKey
     this.model = opts.model
     this.provider = opts.provider ?? 'openai'
     this.simulated = opts.simulated ?? false
@@ -137,7 +140,7 @@ export class LlmClient {
       return { content, usage: usageOf(res.usage), finished: true, clientAborted: false }
     } catch (err) {
       const clientAborted = !timedOut && (signal?.aborted ?? false)
-      return { content: '', finished: false, clientAborted, error: clientAborted ? undefined : mapLlmError(redactKey(err, this.opts.apiKey), timedOut) }
+      return { content: '', finished: false, clientAborted, error: clientAborted ? undefined : mapLlmError(redactKey(err, this.secret), timedOut) }
     } finally {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
@@ -176,7 +179,7 @@ export class LlmClient {
         if (u) usage = u
       }
     } catch (err) {
-      if (!(err instanceof APIUserAbortError) || timedOut) error = mapLlmError(redactKey(err, this.opts.apiKey), timedOut)
+      if (!(err instanceof APIUserAbortError) || timedOut) error = mapLlmError(redactKey(err, this.secret), timedOut)
     } finally {
       clearTimeout(timer)
       signal?.removeEventListener('abort', onAbort)
