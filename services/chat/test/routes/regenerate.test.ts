@@ -1,10 +1,11 @@
 // POST …/messages/:message_id/regenerate: a new reply to the last user message (JSON and SSE), the old one
 // superseded and left out of later prompts, charged once as an exchange, refused for anything but the last reply.
 import t from 'tap'
+import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { waitFor } from '@chat-platform/platform/testing'
 import { buildTestApp, parseSse, type TestApp } from '../helper.ts'
-import { claimRegeneration, failExchange, readCharges } from '../../src/db/repositories/exchanges.ts'
+import { claimRegeneration, failExchange, readCharges, recordReply } from '../../src/db/repositories/exchanges.ts'
 import { sweepStaleExchanges } from '../../src/pending-exchanges.ts'
 
 const SSE = { accept: 'text/event-stream' }
@@ -274,4 +275,15 @@ t.test('a regeneration settled by the sweeper whose process then fails it late d
   t.match(row, { status: 'pending', exchange_reply_id: newer.reply_id, exchange_supersedes: r1.id }, 'the newer regeneration keeps its claim')
   t.equal(await claim(), undefined, 'so no third regeneration of the same reply can start meanwhile')
   t.equal((await regenerate(s, 1, session.id, r1.id)).statusCode, 409)
+  // Or it comes back with a reply: its charge was the sweeper's already, and the newer claim stands too.
+  const late = await recordReply(s.deps.db, {
+    userMessageId: u1.id,
+    promptTokens: 5,
+    reply: { id: stalled.reply_id, session_id: session.id, user_id: 1, content: 'late', tokens: 2, content_tokens: 1, status: 'ok', error_code: null },
+    event: { event_id: randomUUID(), occurred_at: new Date().toISOString(), user_id: 1, session_id: session.id, message_id: stalled.reply_id, model: 'gpt-4o-mini', prompt_tokens: 5, completion_tokens: 2, usage_source: 'provider', estimated_amount: 7 },
+    subject: 'x'
+  })
+  t.equal(late.fresh, false, 'charged once, by the sweeper')
+  t.match(await s.deps.db.selectFrom('messages').selectAll().where('id', '=', u1.id).executeTakeFirstOrThrow(), { status: 'pending', exchange_reply_id: newer.reply_id },
+    'the late record leaves the newer regeneration alone')
 })

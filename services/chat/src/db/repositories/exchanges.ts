@@ -117,7 +117,7 @@ export async function recordReply (db: Db, r: RecordedReply): Promise<{ fresh: b
     -- over while this one still ran). Settled here, so the sweeper never charges it too.
     dropped as (
       update messages set ${settledExchange('idempotency_conflict')}, lease_until = null
-      where id = ${r.userMessageId} and status = 'pending' and not exists (select 1 from used)
+      where id = ${r.userMessageId} and status = 'pending' and exchange_reply_id = ${reply.id} and not exists (select 1 from used)
     ),
     ${charged(event, r.subject, r.requestId)}
     select exists (select 1 from used) as fresh, m.* from (${notifyOutbox(SCHEMA)}) as woken
