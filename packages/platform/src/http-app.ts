@@ -130,8 +130,32 @@ export function createHttpApp (opts: HttpAppOptions) {
     request.raw.once('error', finish)
     request.raw.once('close', finish)
   })
+  closeKeptAliveOnShutdown(app)
   app.register(errorHandlerPlugin)
   return app
+}
+
+/**
+ * Shutdown must not wait for keep-alive clients (the gateway's undici pool keeps an idle socket ~71 s, as our
+ * Keep-Alive: timeout=72 invites). server.close() (Node >= 19) closes only the sockets idle at that moment: a socket
+ * whose request was in flight went back to the pool afterwards and held close until close-with-grace gave up (exit 1).
+ * Once close() began, every answer says Connection: close (Node ends the socket after it), and a socket whose answer
+ * was already on its way when close began is closed as soon as it is idle.
+ */
+function closeKeptAliveOnShutdown (app: FastifyInstance): void {
+  let closing = false
+  app.addHook('preClose', (done) => {
+    closing = true
+    done()
+  })
+  app.addHook('onSend', (request, reply, payload, done) => {
+    if (closing && request.raw.httpVersionMajor === 1 && !reply.raw.headersSent) reply.header('connection', 'close')
+    done(null, payload)
+  })
+  app.addHook('onResponse', (request, reply, done) => {
+    if (closing) setImmediate(() => app.server.closeIdleConnections())
+    done()
+  })
 }
 
 export type HttpApp = ReturnType<typeof createHttpApp>

@@ -1,4 +1,5 @@
 // The shared HTTP app: problem+json for every error, request ids, strict bodies, hidden 5xx details.
+import { Agent, request as httpRequest, type IncomingMessage } from 'node:http'
 import t from 'tap'
 import { Type } from 'typebox'
 import { createHttpApp, frameworkErrors, ProblemError } from '../src/index.ts'
@@ -154,4 +155,47 @@ t.test('what the router refuses before any hook is a problem too: a malformed pe
   t.equal(other.statusCode, 500)
   t.match(other.json(), { code: 'internal_error' })
   t.notMatch(other.body, /db\.internal/)
+})
+
+t.test('shutdown does not wait for a keep-alive client whose request was in flight when close began', async (t) => {
+  // A keep-alive pool (the gateway's undici one) keeps the socket after the answer; before the fix server.close()
+  // waited for it (~71 s), past close-with-grace's delay, and the process exited 1.
+  const app = createHttpApp({ service: 'test', logLevel: 'silent' })
+  let entered!: () => void
+  const inHandler = new Promise<void>((resolve) => { entered = resolve })
+  let release!: () => void
+  const released = new Promise<void>((resolve) => { release = resolve })
+  app.get('/slow', async () => { entered(); await released; return { ok: true } })
+  app.get('/quick', async () => ({ ok: true }))
+  let closeBegan!: () => void
+  const began = new Promise<void>((resolve) => { closeBegan = resolve })
+  app.addHook('preClose', (done) => { closeBegan(); done() })
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const { port } = app.server.address() as { port: number }
+  const agent = new Agent({ keepAlive: true, maxSockets: 2 })
+  t.teardown(() => agent.destroy())
+  const get = (path: string) => new Promise<{ res: IncomingMessage, body: string }>((resolve, reject) => {
+    httpRequest({ host: '127.0.0.1', port, path, agent }, (res) => {
+      let body = ''
+      res.setEncoding('utf8')
+      res.on('data', (c: string) => { body += c })
+      res.on('end', () => resolve({ res, body }))
+    }).on('error', reject).end()
+  })
+  const idle = await get('/quick')
+  t.equal(idle.res.headers.connection, 'keep-alive', 'before shutdown, sockets are kept alive')
+  const slow = get('/slow')
+  await inHandler
+  const started = Date.now()
+  let closed = false
+  const closing = app.close().then(() => { closed = true })
+  await began
+  release()
+  const { res, body } = await slow
+  t.equal(res.statusCode, 200, 'the request in flight is answered')
+  t.same(JSON.parse(body), { ok: true })
+  t.equal(res.headers.connection, 'close', 'an answer sent while closing ends its socket')
+  await Promise.race([closing, new Promise((resolve) => setTimeout(resolve, 5000).unref())])
+  t.ok(closed, 'app.close() finished without waiting for the client to drop its kept-alive socket')
+  t.ok(Date.now() - started < 5000)
 })
