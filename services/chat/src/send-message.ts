@@ -13,7 +13,7 @@ import { claimIdempotencyKey, completeIdempotencyKey, deleteExpiredIdempotencyKe
 import { admissionBalance, readBalanceCopy, type OwnCharges } from './balance.ts'
 import { InflightLimiter, type InflightSlot } from './inflight.ts'
 import { RecordRetries, sweepStaleExchanges } from './pending-exchanges.ts'
-import { buildPrompt } from './prompt.ts'
+import { buildPrompt, fixedPromptTokens } from './prompt.ts'
 import { buildUsageEvent } from './usage-event.ts'
 import { AutoTitles, type BackgroundSlot } from './titles.ts'
 import type { LlmOutcome } from './llm/client.ts'
@@ -141,6 +141,7 @@ export class SendMessage {
     const taken = key ? undefined : this.acquire(userId)
     let slot: InflightSlot | null = null
     let asked: Asked
+    let contentTokens: number
     try {
       const [got, acquired] = await Promise.all([found, taken])
       slot = acquired?.slot ?? null
@@ -156,6 +157,7 @@ export class SendMessage {
         }
         try {
           if (got === 'not_last') throw notLastReply()
+          contentTokens = this.fits(input, got)
           const free = await this.acquire(userId)
           slot = free.slot
           slot = await this.admitOn(userId, free, input)
@@ -165,6 +167,7 @@ export class SendMessage {
         }
       } else {
         if (got === 'not_last') throw notLastReply()
+        contentTokens = this.fits(input, got)
         slot = await this.admitOn(userId, acquired!, input)
       }
       asked = got as Asked // 'not_last' was refused on both paths
@@ -182,11 +185,27 @@ export class SendMessage {
         if (ran) throw new Error('an admitted exchange runs once')
         ran = true
         const message = await this.hold(held, key ? () => touchIdempotencyKey(db, userId, key) : undefined, () =>
-          this.exchange({ ...input, requestHash: hash, history: asked.history, content: asked.content, regenerate: asked.regenerate, settings: asked.session }, stream))
+          this.exchange({ ...input, requestHash: hash, history: asked.history, content: asked.content, contentTokens, regenerate: asked.regenerate, settings: asked.session }, stream))
         this.titles.start({ userId, sessionId: input.sessionId, sessionTitle: asked.session.title, userContent: asked.content, reply: message.content, log: input.log, requestId: input.requestId })
         return message
       }
     }
+  }
+
+  /**
+   * 400 validation_failed when the system prompt and the message alone exceed the model's prompt budget (its window
+   * less CHAT_MAX_OUTPUT_TOKENS): no history trimming can make such a prompt fit (DESIGN §6.4, issue #15), so it is
+   * refused before a slot, a balance or the model is involved. Else the message's token count (the prompt reuses it).
+   */
+  private fits (input: Pick<SendInput, 'model'>, asked: Asked): number {
+    const model = this.deps.models.resolve(input.model, asked.session.model)
+    const systemPrompt = asked.session.system_prompt ?? this.config.CHAT_SYSTEM_PROMPT
+    const budget = this.deps.models.promptBudget(model)
+    const fixed = fixedPromptTokens({ systemPrompt, content: asked.content, tokenizer: this.deps.tokenizer })
+    if (fixed.tokens > budget) {
+      throw problem('validation_failed', `The message is too long for the model ${model.id}: with the system prompt it takes ${fixed.tokens} tokens, and the model's prompt budget is ${budget} tokens (its window of ${model.context_tokens} less ${this.config.CHAT_MAX_OUTPUT_TOKENS} kept for the reply).`)
+    }
+    return fixed.contentTokens
   }
 
   /**
@@ -286,7 +305,7 @@ export class SendMessage {
     // The message's model, else the session's (one removed from config since: the default), and the session's system prompt.
     const model = this.deps.models.resolve(input.model, input.settings?.model)
     const systemPrompt = input.settings?.system_prompt ?? config.CHAT_SYSTEM_PROMPT
-    const prompt = buildPrompt({ systemPrompt, historyNewestFirst: input.history, content: input.content, budget: this.deps.models.promptBudget(model), tokenizer })
+    const prompt = buildPrompt({ systemPrompt, historyNewestFirst: input.history, content: input.content, contentTokens: input.contentTokens, budget: this.deps.models.promptBudget(model), tokenizer })
     log.debug({ model: model.id, history_used: prompt.historyUsed, prompt_tokens: prompt.tokens }, 'prompt built')
     // The call is started first (its request leaves before the insert's), then the user's message is stored,
     // so its commit is not on the first byte's path; if it cannot be stored, the call is stopped and nothing
@@ -456,7 +475,7 @@ class RecordPendingError extends Error {
 }
 
 /** An exchange as it runs: the message asked (a send's, or a regeneration's stored one) and the key's request. */
-type Exchange = SendInput & { requestHash?: string, regenerate?: Regeneration, settings?: Pick<SessionRow, 'model' | 'system_prompt'> }
+type Exchange = SendInput & { requestHash?: string, contentTokens?: number, regenerate?: Regeneration, settings?: Pick<SessionRow, 'model' | 'system_prompt'> }
 
 const notLastReply = () => problem('not_last_reply', 'Only the session\'s last reply can be regenerated.')
 const usedUp = () => problem('insufficient_balance', 'Your token balance is used up; recharge to keep chatting.')
