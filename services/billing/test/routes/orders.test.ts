@@ -5,6 +5,7 @@ import { createPublicKey, createVerify } from 'node:crypto'
 import { sql } from 'kysely'
 import { balanceCacheKey } from '@chat-platform/contracts'
 import { createDb } from '@chat-platform/platform'
+import { waitFor } from '@chat-platform/platform/testing'
 import { bearer } from '../helper.ts'
 import type { Database } from '../../src/db/database.ts'
 import { buildPaymentsApp } from '../payments-helper.ts'
@@ -280,6 +281,41 @@ t.test('two pollers (replicas) racing over the same orders: each order asked onc
   t.equal(fake.requests.filter((r) => r.operation === 'query').length, 6)
   t.equal((await payments(1)).length, 6)
   t.same(await audit(), [])
+})
+
+t.test('stopping the poller (SIGTERM) mid-round: no further order is asked about, and a stuck WeChat Pay call does not hold shutdown', async (t) => {
+  const { deps, fake, order, orderRow } = await buildPaymentsApp(t)
+  const nos: string[] = []
+  for (let i = 0; i < 3; i++) nos.push((await order(1)).json().order_no)
+  await sql`update orders set created_at = now() - interval '2 minutes'`.execute(deps.db)
+  const { createOrderPoller } = await import('../../src/payments/poller.ts')
+  const timed = (p: typeof deps.payments) => createOrderPoller({ ...p, config: { ...p.config, pollMs: 20 } }, { stopWaitMs: 1000 })
+  const queries = () => fake.requests.filter((r) => r.operation === 'query')
+
+  // A slow answer: stop() waits for the order being checked, then the round ends without asking about the others.
+  fake.knobs.answerDelayMs = 400
+  const slow = timed(deps.payments)
+  slow.start()
+  await waitFor(() => queries().length === 1, { what: 'the first query', timeoutMs: 20_000 })
+  let started = Date.now()
+  await slow.stop()
+  t.ok(Date.now() - started < 1000, 'stop() waited for the answer in flight, not for the rest of the round')
+  t.equal(queries().length, 1, 'no other order asked about once stopping began')
+  t.equal(queries()[0].status, 200, 'the order in flight was answered before stop() returned')
+
+  // WeChat Pay stuck (the client's timeout is 10 s, longer than shutdown can wait): stop() gives up after stopWaitMs.
+  fake.knobs.answerDelayMs = undefined
+  fake.knobs.query = 'hang'
+  await sql`update orders set checked_at = null`.execute(deps.db)
+  const stuck = timed(deps.payments)
+  stuck.start()
+  await waitFor(() => queries().length === 2, { what: 'the stuck query', timeoutMs: 20_000 })
+  started = Date.now()
+  await stuck.stop()
+  const took = Date.now() - started
+  t.ok(took >= 900 && took < 5000, `stop() returned after about stopWaitMs (${took} ms), not after the client's 10 s timeout`)
+  t.equal(queries().length, 2, 'nothing asked after stop()')
+  for (const no of nos) t.equal((await orderRow(no)).status, 'pending', 'the orders stay pending for the next round')
 })
 
 t.test('expiry: the poller closes at WeChat Pay, then here; a failing close leaves the order pending', async (t) => {
