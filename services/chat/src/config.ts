@@ -27,6 +27,8 @@ export const ChatConfigSchema = Type.Object({
   CHAT_PROVIDERS: Type.Optional(Type.String()),
   /** A 429 whose Retry-After is at most this long is waited out on the same provider (once); a longer one moves on. */
   CHAT_LLM_RETRY_AFTER_MAX_MS: Type.Integer({ default: 2000, minimum: 0, maximum: 60_000 }),
+  /** A longer Retry-After opens the provider's circuit for its length, at most this long (a bogus 1e12 must not keep it out until restart). */
+  CHAT_LLM_RETRY_AFTER_CAP_MS: Type.Integer({ default: 300_000, minimum: 1000 }),
   /** A provider's circuit opens after this many consecutive failures before the first byte. */
   CHAT_BREAKER_FAILURES: Type.Integer({ default: 5, minimum: 1, maximum: 1000 }),
   /** An open circuit lets one probe through after this long (half-open). */

@@ -75,6 +75,7 @@ export async function createLlm (config: ChatConfig, log: Logger, metrics?: Chat
     defaultModel: config.CHAT_MODEL,
     maxRetries: config.CHAT_LLM_MAX_RETRIES,
     retryAfterMaxMs: config.CHAT_LLM_RETRY_AFTER_MAX_MS,
+    retryAfterCapMs: config.CHAT_LLM_RETRY_AFTER_CAP_MS,
     breakerFailures: config.CHAT_BREAKER_FAILURES,
     breakerCooldownMs: config.CHAT_BREAKER_COOLDOWN_MS,
     log,

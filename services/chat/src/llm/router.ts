@@ -22,6 +22,8 @@ export interface RouterOptions {
   maxRetries: number
   /** CHAT_LLM_RETRY_AFTER_MAX_MS: a 429 asking to wait at most this long is waited out on the same provider, once. */
   retryAfterMaxMs: number
+  /** CHAT_LLM_RETRY_AFTER_CAP_MS: a longer Retry-After keeps its provider out this long (its circuit open), no longer. */
+  retryAfterCapMs?: number
   breakerFailures: number
   breakerCooldownMs: number
   log: Logger
@@ -108,6 +110,7 @@ export class LlmRouter {
       const breaker = new CircuitBreaker({
         failures: opts.breakerFailures,
         cooldownMs: opts.breakerCooldownMs,
+        retryAfterCapMs: opts.retryAfterCapMs,
         onChange: (state) => {
           opts.metrics?.providerState(p.name, STATE_VALUE[state])
           opts.log[state === 'open' ? 'warn' : 'info']({ provider: p.name, state }, `LLM provider circuit ${state.replace('_', '-')}`)
@@ -140,7 +143,8 @@ export class LlmRouter {
    * more attempts from the first again after a short backoff (never again to one that timed out). An attempt that produced output ends the call
    * whatever happened (a cut stream is the caller's to charge: never asked twice); one that produced nothing and
    * failed for a reason of the provider's moves on. A 429 whose Retry-After is at most CHAT_LLM_RETRY_AFTER_MAX_MS
-   * is waited out on the same provider once; a longer one moves on and keeps that provider out of calls until then.
+   * is waited out on the same provider once; a longer one moves on and opens that provider's circuit until then
+   * (at most CHAT_LLM_RETRY_AFTER_CAP_MS; then one probe decides).
    * When no attempt could be made (every circuit open), 503 without calling anyone.
    */
   private async route (model: string, signal: AbortSignal | undefined, call: (client: LlmClient) => Promise<LlmOutcome>): Promise<RoutedOutcome> {

@@ -122,10 +122,28 @@ t.test('429 with a short Retry-After: waited out on the same provider; a long on
   t.ok(Date.now() - quick < 1500, 'a long Retry-After is not waited')
   t.equal(first!.requests.length, 3, 'asked once (requests are counted since the start)')
   t.equal(second!.requests.length, 1, 'the second answered')
+  t.equal(await sample(s, 'chat_llm_provider_state', { provider: 'first' }), 2, 'kept out by its Retry-After: shown open, not healthy')
   first!.reset()
   t.equal((await s.send(1, session.id, 'again')).statusCode, 200)
   t.equal(first!.requests.length, 3, 'the first is left alone for its Retry-After')
   t.equal(second!.requests.length, 2)
+  t.equal((await usageRows(s)).length, 3, 'one charge per exchange')
+})
+
+t.test('a huge Retry-After keeps the provider out at most CHAT_LLM_RETRY_AFTER_CAP_MS, then one probe brings it back', async (t) => {
+  const { s, first, second } = await twoProviders(t, { env: { CHAT_LLM_RETRY_AFTER_CAP_MS: '1000' }, first: { errorStatus: 429, errorTimes: 1, errorHeaders: { 'retry-after-ms': '1000000000000' } } })
+  const session = await s.createSession(1)
+  t.equal((await s.send(1, session.id, 'one')).statusCode, 200)
+  t.same([first!.requests.length, second!.requests.length], [1, 1], 'the 429 moved on to the second')
+  t.equal(await sample(s, 'chat_llm_provider_state', { provider: 'first' }), 2, 'shown open while kept out')
+  const keptOutAt = Date.now()
+  t.equal((await s.send(1, session.id, 'two')).statusCode, 200)
+  if (Date.now() - keptOutAt < 900) t.equal(first!.requests.length, 1, 'kept out within the cap')
+  // After the cap (not 1e12 ms) the first provider is asked again and, answering, is closed.
+  await new Promise((resolve) => setTimeout(resolve, 1100))
+  t.equal((await s.send(1, session.id, 'three')).statusCode, 200)
+  t.equal(first!.requests.length, 2, 'probed once the cap had passed')
+  t.equal(await sample(s, 'chat_llm_provider_state', { provider: 'first' }), 0, 'the probe closed it')
   t.equal((await usageRows(s)).length, 3, 'one charge per exchange')
 })
 

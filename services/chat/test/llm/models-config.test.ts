@@ -5,7 +5,7 @@ import { APIError } from 'openai'
 import { ConfigError, ProblemError } from '@chat-platform/platform'
 import { loadChatConfig } from '../../src/config.ts'
 import { ModelRegistry } from '../../src/llm/models.ts'
-import { CircuitBreaker, type BreakerState } from '../../src/llm/breaker.ts'
+import { CircuitBreaker, DEFAULT_RETRY_AFTER_CAP_MS, type BreakerState } from '../../src/llm/breaker.ts'
 import { classifyFailure, retryAfterMs } from '../../src/llm/router.ts'
 
 const base = { JWT_PUBLIC_KEY: 'unused', NODE_ENV: 'test' }
@@ -100,11 +100,53 @@ t.test('circuit breaker: closed → open after N failures → half-open single p
   t.ok(b.allow() && b.allow(), 'closed: everyone')
   t.same(seen, ['open', 'half_open', 'open', 'half_open', 'closed'])
 
+  // A long Retry-After used to leave the state closed while calls were refused, so chat_llm_provider_state showed a
+  // provider kept out as healthy (issue #15): it now opens the circuit for the wait, even below CHAT_BREAKER_FAILURES.
   b.failure(5000)
-  t.equal(b.state, 'closed', 'one failure does not open it')
-  t.notOk(b.allow(), 'but a long Retry-After keeps calls away until then')
+  t.equal(b.state, 'open', 'one failure with a long Retry-After opens it: the state says the provider is kept out')
+  t.notOk(b.allow(), 'calls stay away until then')
+  b.success()
+  t.equal(b.state, 'open', 'a call begun before the 429 that ends well does not cut the wait short')
+  now = 6999
+  t.notOk(b.allow())
   now = 7000
+  t.ok(b.allow(), 'then one probe')
+  t.equal(b.state, 'half_open')
+  b.success()
+  t.equal(b.state, 'closed')
+  t.same(seen.slice(5), ['open', 'half_open', 'closed'])
+})
+
+t.test('circuit breaker: a huge Retry-After keeps the provider out at most the cap', async (t) => {
+  let now = 1_000_000
+  const seen: BreakerState[] = []
+  const b = new CircuitBreaker({ failures: 5, cooldownMs: 1000, retryAfterCapMs: 60_000, now: () => now, onChange: (s) => seen.push(s) })
+  b.failure(1e12)
+  t.equal(b.state, 'open')
+  now += 59_999
+  t.notOk(b.allow(), 'kept out for the cap')
+  now += 1
+  t.ok(b.allow(), 'probed again once the cap has passed, not 1e12 ms later')
+  t.notOk(b.allow(), 'one probe at a time')
+  b.failure(1e12)
+  t.equal(b.state, 'open', 'asked to wait again: open again, for the cap again')
+  now += 59_999
+  t.notOk(b.allow())
+  now += 1
   t.ok(b.allow())
+  b.success()
+  t.equal(b.state, 'closed', 'a probe that answers closes it')
+  t.same(seen, ['open', 'half_open', 'open', 'half_open', 'closed'])
+
+  // The default cap is CHAT_LLM_RETRY_AFTER_CAP_MS's: 300 s, also for a Retry-After that parses to years.
+  const d = new CircuitBreaker({ failures: 5, cooldownMs: 1000, now: () => now })
+  d.failure(retryAfterMs(new Headers({ 'retry-after': String(1e12) })))
+  const from = now
+  now = from + DEFAULT_RETRY_AFTER_CAP_MS - 1
+  t.notOk(d.allow())
+  now = from + DEFAULT_RETRY_AFTER_CAP_MS
+  t.ok(d.allow())
+  t.equal(DEFAULT_RETRY_AFTER_CAP_MS, load({}).CHAT_LLM_RETRY_AFTER_CAP_MS, 'the config default is the same')
 })
 
 t.test('Retry-After parsing and which failures move on', async (t) => {
