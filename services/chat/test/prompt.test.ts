@@ -1,6 +1,6 @@
 // Prompt building: system prompt and the new message always; history newest-first while it fits.
 import t from 'tap'
-import { buildPrompt } from '../src/prompt.ts'
+import { buildPrompt, fixedPromptTokens } from '../src/prompt.ts'
 import { createTokenizer } from '@chat-platform/tokenizer'
 
 t.test('buildPrompt', async (t) => {
@@ -26,6 +26,18 @@ t.test('buildPrompt', async (t) => {
   t.same(gap.messages.map((m) => m.content), ['sys', 'short', 'now'], 'stops at the first turn that does not fit (no gaps)')
 
   t.same(buildPrompt({ ...base, systemPrompt: '', historyNewestFirst: [], budget: 100 }).messages, [{ role: 'user', content: 'now' }])
+})
+
+t.test('fixedPromptTokens: what the system prompt and the new message cost, the part send-message checks against the budget', async (t) => {
+  const tokenizer = await createTokenizer('gpt-4o-mini')
+  for (const [systemPrompt, content] of [['sys', 'now'], ['', 'just the message'], ['You are terse. '.repeat(30), 'long '.repeat(200)]]) {
+    const fixed = fixedPromptTokens({ systemPrompt, content, tokenizer })
+    const messages = [...(systemPrompt ? [{ role: 'system' as const, content: systemPrompt }] : []), { role: 'user' as const, content }]
+    t.equal(fixed.tokens, tokenizer.countPrompt(messages), 'a real count of the prompt without history')
+    t.equal(fixed.contentTokens, tokenizer.count(content))
+    t.equal(buildPrompt({ systemPrompt, content, tokenizer, historyNewestFirst: [], budget: 1_000_000 }).tokens, fixed.tokens, 'the same count buildPrompt starts from')
+  }
+  t.equal(fixedPromptTokens({ systemPrompt: 'sys', content: 'now', contentTokens: 50, tokenizer }).tokens, fixedPromptTokens({ systemPrompt: 'sys', content: 'now', tokenizer }).tokens - 1 + 50, 'a count the caller has is reused')
 })
 
 t.test('the tokenizer stays fast and close on pathological input', async (t) => {

@@ -48,7 +48,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
     schema: {
       tags: ['chat'],
       summary: 'Send a message and get the assistant\'s reply',
-      description: 'With `Accept: text/event-stream` the reply streams as Server-Sent Events: `delta` {content} chunks, then `done` with the message object, or `error` with a problem object. `Idempotency-Key` makes retries safe.',
+      description: 'With `Accept: text/event-stream` the reply streams as Server-Sent Events: `delta` {content} chunks, then `done` with the message object, or `error` with a problem object. `Idempotency-Key` makes retries safe. 400 `validation_failed` when the system prompt and the message alone exceed the model\'s prompt budget (its `context_tokens` less the reply\'s maximum): nothing is stored or charged.',
       security,
       params: SessionIdParamsSchema,
       headers: SendHeadersSchema,
@@ -74,7 +74,7 @@ export async function messageRoutes (fastify: FastifyInstance, opts: { deps: Cha
     schema: {
       tags: ['chat'],
       summary: 'Regenerate the session\'s last reply',
-      description: 'Asks the model again for the last user message; the new reply replaces `message_id` (which must be the session\'s last reply, else 409 `not_last_reply`) in the conversation, and the old one stays listed with `superseded: true`. Charged as an exchange; admission (402, 429), `Idempotency-Key` and `Accept: text/event-stream` as when sending. No body.',
+      description: 'Asks the model again for the last user message; the new reply replaces `message_id` (which must be the session\'s last reply, else 409 `not_last_reply`) in the conversation, and the old one stays listed with `superseded: true`. Charged as an exchange; admission (400 when the system prompt and the message no longer fit the model\'s prompt budget, 402, 429), `Idempotency-Key` and `Accept: text/event-stream` as when sending. No body.',
       security,
       params: RegenerateParamsSchema,
       headers: SendHeadersSchema,
