@@ -10,16 +10,33 @@ import { waitFor } from './isolation.ts'
 
 interface Teardown { teardown: (fn: () => unknown) => void }
 
+/**
+ * Ports below the kernel's ephemeral range (32768–60999 here), so neither a `listen(0)` elsewhere nor the source port
+ * of an outgoing connection (every test opens many: Postgres, Redis, NATS) can take a port between the moment it is
+ * handed out and the moment a child process listens on it — which a port from `listen(0)` suffered (EADDRINUSE).
+ */
+const PORT_MIN = 20_000
+const PORT_MAX = 32_000
+const handedOut = new Set<number>()
+
+const canListen = (port: number) => new Promise<boolean>((resolve) => {
+  const s = createServer()
+  s.unref()
+  s.once('error', () => resolve(false))
+  s.listen(port, '127.0.0.1', () => s.close(() => resolve(true)))
+})
+
+/** A port nobody listens on now, chosen at random below the ephemeral range and never twice by one process. */
 export async function freePort (): Promise<number> {
-  return await new Promise((resolve, reject) => {
-    const s = createServer()
-    s.unref()
-    s.on('error', reject)
-    s.listen(0, '127.0.0.1', () => {
-      const port = (s.address() as { port: number }).port
-      s.close(() => resolve(port))
-    })
-  })
+  for (let i = 0; i < 200; i++) {
+    const port = PORT_MIN + Math.floor(Math.random() * (PORT_MAX - PORT_MIN))
+    if (handedOut.has(port)) continue
+    if (await canListen(port)) {
+      handedOut.add(port)
+      return port
+    }
+  }
+  throw new Error(`no free port between ${PORT_MIN} and ${PORT_MAX}`)
 }
 
 const portOpen = (port: number) => new Promise<boolean>((resolve) => {
