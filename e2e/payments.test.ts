@@ -5,7 +5,7 @@
 import t from 'tap'
 import { spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { generateKeySet, startFakeWechatPay } from '@chat-platform/wechatpay/testing'
+import { generateKeySet, merchantEnv, startFakeWechatPay } from '@chat-platform/wechatpay/testing'
 import type { SignedNotification } from '@chat-platform/wechatpay'
 import { waitFor, withoutCoverage } from '@chat-platform/platform/testing'
 import { startSystem } from './support/system.ts'
@@ -22,15 +22,7 @@ const system = await startSystem(t, {
   procEnv: {
     auth: { WECHAT_APPID: wechat.appid, WECHAT_SECRET: wechat.secret, WECHAT_API_BASE: wechat.url },
     billing: {
-      WECHATPAY_MCHID: keys.mchid,
-      WECHATPAY_APPID: keys.appid,
-      WECHATPAY_MERCHANT_SERIAL: keys.merchant.serial,
-      WECHATPAY_PRIVATE_KEY: keys.merchant.privateKey,
-      WECHATPAY_APIV3_KEY: keys.apiV3Key,
-      WECHATPAY_PUBLIC_KEY: keys.platform.publicKey,
-      WECHATPAY_PUBLIC_KEY_ID: keys.platform.keyId,
-      WECHATPAY_NOTIFY_URL: 'https://pay.example.com/api/billing/wechatpay/notify',
-      WECHATPAY_API_BASE: pay.url,
+      ...merchantEnv(keys, pay.url),
       ORDER_POLL_MS: '300',
       ORDER_POLL_AFTER_MS: '1500'
     }

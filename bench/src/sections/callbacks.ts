@@ -5,7 +5,7 @@ import { performance } from 'node:perf_hooks'
 import pg from 'pg'
 import { request } from 'undici'
 // Not a dependency of the bench package (the lockfile is shared): the package's sources, by path.
-import { clientConfig, generateKeySet, startFakeWechatPay } from '@chat-platform/wechatpay/testing'
+import { clientConfig, generateKeySet, merchantEnv, startFakeWechatPay } from '@chat-platform/wechatpay/testing'
 import { createWechatPayClient, type SignedNotification } from '@chat-platform/wechatpay'
 import type { BenchContext } from '../context.ts'
 import { agent, createUsers, expectOk, api } from '../http.ts'
@@ -35,15 +35,7 @@ export async function callbacksSection (ctx: BenchContext): Promise<void> {
   const fake = await startFakeWechatPay({ keys })
   ctx.teardowns.teardown(() => fake.close())
   const restore = await restartWith(ctx, 'billing', {
-    WECHATPAY_MCHID: keys.mchid,
-    WECHATPAY_APPID: keys.appid,
-    WECHATPAY_MERCHANT_SERIAL: keys.merchant.serial,
-    WECHATPAY_PRIVATE_KEY: keys.merchant.privateKey,
-    WECHATPAY_APIV3_KEY: keys.apiV3Key,
-    WECHATPAY_PUBLIC_KEY: keys.platform.publicKey,
-    WECHATPAY_PUBLIC_KEY_ID: keys.platform.keyId,
-    WECHATPAY_NOTIFY_URL: 'https://pay.example.com/api/billing/wechatpay/notify',
-    WECHATPAY_API_BASE: fake.url,
+    ...merchantEnv(keys, fake.url),
     // No poller asking WeChat Pay about pending orders in the middle of the measurement.
     ORDER_POLL_MS: '0'
   })

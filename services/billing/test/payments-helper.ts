@@ -1,6 +1,6 @@
 // Test helpers for paid top-ups: a billing app whose WeChat Pay is the fake one on loopback (real signatures both ways).
 import type { InjectOptions } from 'fastify'
-import { generateKeySet, startFakeWechatPay, type FakeWechatPay, type FakeWechatPayOptions, type TestKeySet } from '@chat-platform/wechatpay/testing'
+import { generateKeySet, merchantEnv, startFakeWechatPay, type FakeWechatPay, type FakeWechatPayOptions, type TestKeySet } from '@chat-platform/wechatpay/testing'
 import type { SignedNotification } from '@chat-platform/wechatpay'
 import { waitFor } from '@chat-platform/platform/testing'
 import { loadBillingConfig } from '../src/config.ts'
@@ -11,20 +11,7 @@ import { createProducerStreams, silent, testEnv, bearer, type Teardown } from '.
 
 export const NOTIFY = '/api/billing/wechatpay/notify'
 
-/** The WECHATPAY_* variables of a key set whose WeChat Pay is at `apiBase`. */
-export function merchantEnv (keys: TestKeySet, apiBase: string): Record<string, string> {
-  return {
-    WECHATPAY_MCHID: keys.mchid,
-    WECHATPAY_APPID: keys.appid,
-    WECHATPAY_MERCHANT_SERIAL: keys.merchant.serial,
-    WECHATPAY_PRIVATE_KEY: keys.merchant.privateKey,
-    WECHATPAY_APIV3_KEY: keys.apiV3Key,
-    WECHATPAY_PUBLIC_KEY: keys.platform.publicKey,
-    WECHATPAY_PUBLIC_KEY_ID: keys.platform.keyId,
-    WECHATPAY_NOTIFY_URL: 'http://127.0.0.1:9/api/billing/wechatpay/notify',
-    WECHATPAY_API_BASE: apiBase
-  }
-}
+export { merchantEnv }
 
 export interface PaymentsAppOptions {
   /** Extra environment (e.g. NODE_ENV, ORDER_POLL_AFTER_MS). */

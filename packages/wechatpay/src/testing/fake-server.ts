@@ -50,6 +50,24 @@ export function clientConfig (keys: TestKeySet, apiBase: string, overrides: Part
   }
 }
 
+/**
+ * Billing's WECHATPAY_* variables for a key set whose WeChat Pay (a fake) is at `apiBase`: what a test or the bench
+ * starts billing with. The notify URL is WeChat Pay's to call; a fake delivers wherever a test tells it.
+ */
+export function merchantEnv (keys: TestKeySet, apiBase: string, notifyUrl = 'https://pay.example.com/api/billing/wechatpay/notify'): Record<string, string> {
+  return {
+    WECHATPAY_MCHID: keys.mchid,
+    WECHATPAY_APPID: keys.appid,
+    WECHATPAY_MERCHANT_SERIAL: keys.merchant.serial,
+    WECHATPAY_PRIVATE_KEY: keys.merchant.privateKey,
+    WECHATPAY_APIV3_KEY: keys.apiV3Key,
+    WECHATPAY_PUBLIC_KEY: keys.platform.publicKey,
+    WECHATPAY_PUBLIC_KEY_ID: keys.platform.keyId,
+    WECHATPAY_NOTIFY_URL: notifyUrl,
+    WECHATPAY_API_BASE: apiBase
+  }
+}
+
 /** A failure for one operation: answer `{code, message}` with a status (e.g. 500 SYSTEM_ERROR), or never answer. */
 export type FailMode = 'hang' | { status: number, code?: string, message?: string }
 
