@@ -52,10 +52,11 @@ export async function testDeps (t: Teardown, env: Record<string, string>, opts: 
   return { deps, config }
 }
 
-export async function buildTestApp (t: Teardown, overrides: Record<string, string> = {}) {
+export async function buildTestApp (t: Teardown, overrides: Record<string, string> = {}, opts: { prepare?: (deps: BillingDeps) => void } = {}) {
   const env = await testEnv(t, overrides)
   const config = loadBillingConfig(env)
   const deps = await createDeps(config, silent)
+  opts.prepare?.(deps)
   await createProducerStreams(deps, env.EVENTS_NAMESPACE)
   const app = buildApp(deps, config)
   app.addHook('onClose', async () => { await closeDeps(deps) })

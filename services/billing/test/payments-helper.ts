@@ -2,12 +2,8 @@
 import type { InjectOptions } from 'fastify'
 import { generateKeySet, merchantEnv, startFakeWechatPay, type FakeWechatPay, type FakeWechatPayOptions, type TestKeySet } from '@chat-platform/wechatpay/testing'
 import type { SignedNotification } from '@chat-platform/wechatpay'
-import { waitFor } from '@chat-platform/platform/testing'
-import { loadBillingConfig } from '../src/config.ts'
-import { createDeps, closeDeps } from '../src/deps.ts'
-import { buildApp } from '../src/app.ts'
 import { auditLedger } from '../src/audit.ts'
-import { createProducerStreams, silent, testEnv, bearer, type Teardown } from './helper.ts'
+import { buildTestApp, bearer, type Teardown } from './helper.ts'
 
 export const NOTIFY = '/api/billing/wechatpay/notify'
 
@@ -33,17 +29,10 @@ export async function buildPaymentsApp (t: Teardown, opts: PaymentsAppOptions = 
     fake = await startFakeWechatPay({ ...opts.fake, keys })
     t.teardown(() => fake!.close())
   }
-  const env = await testEnv(t, { ORDER_POLL_MS: '0', ...(keys && fake ? merchantEnv(keys, fake.url) : {}), ...opts.env })
-  const config = loadBillingConfig(env)
-  const deps = await createDeps(config, silent)
   const openids = opts.openids ?? {}
-  deps.payments.openidOf = async (userId) => openids[userId] ?? null
-  await createProducerStreams(deps, env.EVENTS_NAMESPACE)
-  const app = buildApp(deps, config)
-  app.addHook('onClose', async () => { await closeDeps(deps) })
-  t.teardown(() => app.close())
-  await app.ready()
-  await waitFor(() => deps.redis.status === 'ready', { what: 'redis' })
+  const { app, deps, config, env } = await buildTestApp(t, { ORDER_POLL_MS: '0', ...(keys && fake ? merchantEnv(keys, fake.url) : {}), ...(opts.env ?? {}) }, {
+    prepare: (deps) => { deps.payments.openidOf = async (userId) => openids[userId] ?? null }
+  })
 
   const order = async (userId: number, body: Record<string, unknown> = { package_id: 'starter', channel: 'native' }, headers: Record<string, string> = {}) =>
     await app.inject({ method: 'POST', url: '/api/billing/orders', payload: body, headers: { ...bearer(userId), ...headers } })

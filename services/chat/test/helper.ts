@@ -115,6 +115,20 @@ export async function buildTestApp (t: Teardown, env: Record<string, string> = {
   }
 }
 
+/** The value of one sample in /metrics (summed over the lines whose labels include `labels`); NaN when absent. */
+export async function sample (s: TestApp, name: string, labels: Record<string, string> = {}): Promise<number> {
+  const text = (await s.app.inject({ url: '/metrics' })).body
+  let total = 0
+  let seen = false
+  for (const line of text.split('\n')) {
+    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
+    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue
+    seen = true
+    total += Number(line.slice(line.lastIndexOf(' ') + 1))
+  }
+  return seen ? total : Number.NaN
+}
+
 /** Parses an SSE body into its events, in order. */
 export function parseSse (body: string): { event: string, data: any }[] {
   return body.split('\n\n').filter((block) => block.trim() && !block.startsWith(':')).map((block) => {

@@ -2,22 +2,8 @@
 import t from 'tap'
 import { sql } from 'kysely'
 import { waitFor } from '@chat-platform/platform/testing'
-import { buildTestApp, type TestApp } from './helper.ts'
+import { buildTestApp, sample } from './helper.ts'
 import { insertUserMessage } from '../src/db/repositories/exchanges.ts'
-
-/** The value of one sample (name with its labels as printed, e.g. `x_total{a="b"}` matched as a prefix of the label set). */
-async function sample (s: TestApp, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = (await s.app.inject({ url: '/metrics' })).body
-  let total = 0
-  let seen = false
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue
-    seen = true
-    total += Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return seen ? total : Number.NaN
-}
 
 t.test('model calls: latency by provider, model, mode and outcome; errors; first token of streams', async (t) => {
   const s = await buildTestApp(t)

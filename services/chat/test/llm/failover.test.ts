@@ -6,7 +6,7 @@ import type { AddressInfo } from 'node:net'
 import { freePort, waitFor } from '@chat-platform/platform/testing'
 import { priceExchange } from '@chat-platform/contracts'
 import { startSimulator, type Simulator, type SimulatorKnobs } from '@chat-platform/llm-simulator'
-import { buildTestApp, parseSse, type TestApp } from '../helper.ts'
+import { buildTestApp, parseSse, sample, type TestApp } from '../helper.ts'
 
 const MODELS = [
   { id: 'm-main', name: 'Main', input_ratio: 2, output_ratio: 3, context_tokens: 16_000, default: true },
@@ -31,20 +31,6 @@ async function twoProviders (t: Test, opts: { env?: Record<string, string>, firs
   const s = await buildTestApp(t, { CHAT_MODELS: JSON.stringify(MODELS), CHAT_PROVIDERS: JSON.stringify(providers), CHAT_LLM_TIMEOUT_MS: '1500', ...opts.env })
   await s.seedBalance(1, 100_000)
   return { s, first: a.sim, second: b.sim }
-}
-
-/** The value of one sample in /metrics (summed over the lines whose labels include `labels`); NaN when absent. */
-async function sample (s: TestApp, name: string, labels: Record<string, string> = {}): Promise<number> {
-  const text = (await s.app.inject({ url: '/metrics' })).body
-  let total = 0
-  let seen = false
-  for (const line of text.split('\n')) {
-    if (!line.startsWith(name + '{') && !line.startsWith(name + ' ')) continue
-    if (!Object.entries(labels).every(([k, v]) => line.includes(`${k}="${v}"`))) continue
-    seen = true
-    total += Number(line.slice(line.lastIndexOf(' ') + 1))
-  }
-  return seen ? total : Number.NaN
 }
 
 const usageRows = (s: TestApp) => s.deps.db.selectFrom('usage').selectAll().orderBy('message_id').execute()
