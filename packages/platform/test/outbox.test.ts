@@ -1,11 +1,11 @@
 // The outbox's promises: an event written with a state change reaches JetStream exactly once, also when
 // NATS was down at write time, and several relays never publish a row twice.
 import t, { type Test } from 'tap'
-import { sql, type Migration } from 'kysely'
+import { sql, type Kysely, type Migration } from 'kysely'
 import { jetstream, jetstreamManager, DeliverPolicy } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
 import pino from 'pino'
-import { addOutboxLeaseMigration, createDb, createOutboxMigration, writeOutbox, OutboxRelay, ensureStreams, requeueOutbox } from '../src/index.ts'
+import { addOutboxClaimIndexMigration, addOutboxLeaseMigration, createDb, createOutboxMigration, outboxClaim, writeOutbox, OutboxRelay, ensureStreams, requeueOutbox, type RelayOptions } from '../src/index.ts'
 import { createTestDatabase, testNamespace, startPrivateNats, waitFor, TEST_NATS_URL } from '../src/testing/index.ts'
 import { namespaced } from '@chat-platform/contracts'
 
@@ -13,7 +13,8 @@ const SCHEMA = 'outboxtest'
 const migrations: Record<string, Migration> = {
   '0001_outbox': createOutboxMigration,
   '0002_outbox_lease': addOutboxLeaseMigration,
-  '0002_things': { async up (db) { await db.schema.createTable('things').addColumn('id', 'serial', (c) => c.primaryKey()).addColumn('name', 'text').execute() } }
+  '0002_things': { async up (db) { await db.schema.createTable('things').addColumn('id', 'serial', (c) => c.primaryKey()).addColumn('name', 'text').execute() } },
+  '0003_outbox_claim_index': addOutboxClaimIndexMigration
 }
 const log = pino({ level: 'silent' })
 
@@ -26,8 +27,8 @@ async function setup (t: Test, natsUrl = TEST_NATS_URL) {
   const nc = await connect({ servers: natsUrl, maxReconnectAttempts: -1, reconnectTimeWait: 100 })
   t.teardown(() => nc.close())
   await ensureStreams(nc, [names.streams.AUTH_EVENTS], { maxAgeDays: 1, replicas: 1 })
-  const relay = (pollMs = 50) => {
-    const r = new OutboxRelay({ db, databaseUrl: url, schema: SCHEMA, js: jetstream(nc), log, pollMs, publishTimeoutMs: 1000 })
+  const relay = (pollMs = 50, more: Partial<RelayOptions> = {}) => {
+    const r = new OutboxRelay({ db, databaseUrl: url, schema: SCHEMA, js: jetstream(nc), log, pollMs, publishTimeoutMs: 1000, ...more })
     t.teardown(() => r.stop())
     return r
   }
@@ -142,4 +143,45 @@ t.test('events written while NATS is down are published once when it returns', a
   const msgs = await s.readAll()
   t.same(msgs.map((m) => m.data.event_id).sort(), written.map((w) => w.event_id).sort(), 'each event exactly once')
   t.ok(await sql`select 1`.execute(s.db))
+})
+
+interface PlanNode { 'Node Type': string, 'Index Name'?: string, Plans?: PlanNode[] }
+const planNodes = (n: PlanNode): PlanNode[] => [n, ...(n.Plans ?? []).flatMap(planNodes)]
+async function claimPlan (db: Kysely<any>): Promise<PlanNode[]> {
+  const { rows } = await sql<{ 'QUERY PLAN': [{ Plan: PlanNode }] }>`explain (format json) ${outboxClaim(100)}`.execute(db)
+  return planNodes(rows[0]['QUERY PLAN'][0].Plan)
+}
+const sorts = (nodes: PlanNode[]) => nodes.filter((n) => n['Node Type'].includes('Sort')).map((n) => n['Node Type'])
+const claimIndexScan = (nodes: PlanNode[]) => nodes.some((n) => n['Node Type'] === 'Index Scan' && n['Index Name'] === 'outbox_claim')
+
+t.test('the claim reads the (created_at, id) index in order, without sorting rows that share a created_at', async (t) => {
+  const s = await setup(t)
+  // 3,000 unpublished rows, 500 per created_at (as a statement writing many events, or a backlog), after 2,000 published.
+  await sql`insert into outbox (id, subject, payload, created_at, published_at)
+    select gen_random_uuid(), ${s.subject}, '{}', timestamptz '2026-01-01' + (g / 500) * interval '1 ms', case when g <= 2000 then now() end
+    from generate_series(1, 5000) g`.execute(s.db)
+  await sql`analyze outbox`.execute(s.db)
+  const plan = await claimPlan(s.db)
+  t.ok(claimIndexScan(plan), 'an index scan of outbox_claim')
+  t.same(sorts(plan), [], 'no sort node')
+
+  // The index the migration replaced (its down restores it) sorts the same claim: the data is the case it fixes.
+  await addOutboxClaimIndexMigration.down!(s.db)
+  await sql`analyze outbox`.execute(s.db)
+  const before = await claimPlan(s.db)
+  t.notOk(claimIndexScan(before), 'outbox_claim is gone after down')
+  t.not(sorts(before).length, 0, `the created_at index alone sorts (${sorts(before).join(', ')})`)
+})
+
+t.test('a relay claims the oldest rows first, ties by id, and publishes them in that order', async (t) => {
+  const s = await setup(t)
+  // 30 rows, 9-10 per created_at, written newest first: neither insertion order nor id order alone is the claim order.
+  await sql`insert into outbox (id, subject, payload, created_at)
+    select gen_random_uuid(), ${s.subject}, jsonb_build_object('g', g), timestamptz '2026-01-01' + ((30 - g) / 10) * interval '1 ms'
+    from generate_series(0, 29) g`.execute(s.db)
+  const expected = await s.db.selectFrom('outbox').select('id').orderBy('created_at').orderBy('id').limit(15).execute()
+  const r = s.relay(50, { batchSize: 15 }) // not started: one claim by hand
+  t.same(await r.publishBatch(), { claimed: 15, ok: true })
+  const published = await s.db.selectFrom('outbox').select('id').where('published_at', 'is not', null).orderBy('stream_seq').execute()
+  t.same(published.map((p) => p.id), expected.map((p) => p.id), 'the first 15 by (created_at, id), in stream order')
 })

@@ -1,6 +1,6 @@
 // Migrations of the `chat` schema, in order. Frozen in time: never edit one that has shipped, add a new one.
 import type { Migration } from 'kysely'
-import { addOutboxLeaseMigration, createOutboxMigration } from '@chat-platform/platform'
+import { addOutboxClaimIndexMigration, addOutboxLeaseMigration, createOutboxMigration } from '@chat-platform/platform'
 import { createChatTablesMigration } from './0002-chat.ts'
 import { addChargesMigration } from './0004-charges.ts'
 import { addUsageIdempotencyMigration } from './0005-usage-idempotency.ts'
@@ -16,5 +16,6 @@ export const migrations: Record<string, Migration> = {
   '0005_usage_idempotency': addUsageIdempotencyMigration,
   '0006_usage_simulated': addUsageSimulatedMigration,
   '0007_session_settings': addSessionSettingsMigration,
-  '0008_superseded': addSupersededMigration
+  '0008_superseded': addSupersededMigration,
+  '0009_outbox_claim_index': addOutboxClaimIndexMigration
 }
