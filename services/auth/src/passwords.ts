@@ -1,5 +1,6 @@
-// Password hashing: argon2id at OWASP's parameters, set explicitly, and a dummy hash for unknown emails.
+// Password hashing: argon2id at OWASP's parameters, set explicitly, a dummy hash for unknown emails, and a bound on concurrent hashes.
 import { randomBytes } from 'node:crypto'
+import { availableParallelism } from 'node:os'
 import { hash, verify, parseOptions } from '@node-rs/argon2'
 
 // `Algorithm.Argon2id` is a const enum, which isolatedModules cannot import; its value is 2.
@@ -7,8 +8,54 @@ const ARGON2ID = 2
 /** OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1 (the library defaults have changed between versions). */
 export const PASSWORD_HASH_OPTIONS = { algorithm: ARGON2ID, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const
 
+/**
+ * Runs at most `limit` tasks at once; the others wait in arrival order. A finished task hands its slot straight to
+ * the oldest waiter, so a newcomer cannot overtake the queue.
+ */
+class Slots {
+  /** Tasks running now (counted around the task itself, apart from the slot bookkeeping, so tests observe the real thing). */
+  inFlight = 0
+  /** The highest `inFlight` seen; a test may set it back to 0. */
+  maxInFlight = 0
+  #taken = 0
+  readonly #waiters: Array<() => void> = []
+
+  readonly limit: number
+
+  constructor (limit: number) {
+    this.limit = limit
+  }
+
+  get waiting (): number {
+    return this.#waiters.length
+  }
+
+  async run<T> (task: () => Promise<T>): Promise<T> {
+    if (this.#taken < this.limit) this.#taken++
+    else await new Promise<void>((resolve) => this.#waiters.push(resolve))
+    this.inFlight++
+    this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
+    try {
+      return await task()
+    } finally {
+      // A rejected or throwing task releases its slot too.
+      this.inFlight--
+      const next = this.#waiters.shift()
+      if (next !== undefined) next()
+      else this.#taken--
+    }
+  }
+}
+
+/**
+ * Every argon2 hash and verification goes through here. Each allocates 19 MiB on libuv's thread pool (4 threads), so
+ * a burst of logins held 4 × 19 MiB at once; with more operations than cores we gain no throughput, only memory (and
+ * give a login flood a lever on auth's RSS). So at most one per core runs; the rest wait, first come first served.
+ */
+export const passwordHashing = new Slots(Math.max(1, availableParallelism()))
+
 export async function hashPassword (password: string): Promise<string> {
-  return await hash(password, PASSWORD_HASH_OPTIONS)
+  return await passwordHashing.run(() => hash(password, PASSWORD_HASH_OPTIONS))
 }
 
 let dummy: Promise<string> | undefined
@@ -24,9 +71,10 @@ export function dummyHash (): Promise<string> {
  * argon2 verification, which `onVerify` (a metrics counter) is told about.
  */
 export async function verifyPassword (stored: string | null | undefined, password: string, onVerify?: () => void): Promise<boolean> {
+  // Awaited before taking a slot: making the dummy hash needs a slot of its own.
   const target = stored ?? await dummyHash()
   onVerify?.()
-  const ok = await verify(target, password).catch(() => false)
+  const ok = await passwordHashing.run(() => verify(target, password)).catch(() => false)
   return ok && !!stored
 }
 
