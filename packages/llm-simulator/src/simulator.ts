@@ -37,7 +37,15 @@ export interface SimulatorKnobs {
   chunkSize: number
 }
 
-export interface SimulatedRequest { body: { model: string, messages: PromptMessage[], stream?: boolean, stream_options?: { include_usage?: boolean }, max_tokens?: number }, aborted: boolean, finished: boolean }
+export interface SimulatedRequest {
+  body: { model: string, messages: PromptMessage[], stream?: boolean, stream_options?: { include_usage?: boolean }, max_tokens?: number }
+  aborted: boolean
+  finished: boolean
+  /** performance.now() when the request's body had arrived. */
+  receivedAt: number
+  /** performance.now() right before the first byte of the answer was written (a stream's first chunk), if any. */
+  firstChunkAt?: number
+}
 
 export interface Simulator {
   /** Base URL for the OpenAI SDK (…/v1). */
@@ -100,6 +108,7 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
     }
     const raw: Buffer[] = []
     for await (const c of req) raw.push(c as Buffer)
+    const receivedAt = performance.now()
     let body: SimulatedRequest['body']
     try {
       body = JSON.parse(Buffer.concat(raw).toString('utf8'))
@@ -107,7 +116,7 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
       res.writeHead(400, { 'content-type': 'application/json' }).end(JSON.stringify({ error: { message: 'invalid JSON', type: 'invalid_request_error', param: null, code: null } }))
       return
     }
-    const record: SimulatedRequest = { body, aborted: false, finished: false }
+    const record: SimulatedRequest = { body, aborted: false, finished: false, receivedAt }
     requests.push(record)
     res.on('close', () => { if (!res.writableFinished) record.aborted = true })
     const k = { ...state }
@@ -143,11 +152,13 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
         choices: [{ index: 0, message: { role: 'assistant', content: text, refusal: null }, logprobs: null, finish_reason: finishReason }]
       }
       if (!k.omitUsage) completion.usage = usageBody
+      record.firstChunkAt = performance.now()
       res.writeHead(200, { 'content-type': 'application/json' }).end(JSON.stringify(completion))
       record.finished = true
       return
     }
 
+    record.firstChunkAt = performance.now()
     res.writeHead(200, { 'content-type': 'text/event-stream', 'cache-control': 'no-cache', connection: 'keep-alive' })
     const send = (chunk: unknown) => res.write(`data: ${JSON.stringify(chunk)}\n\n`)
     const base = { id, object: 'chat.completion.chunk', created, model, system_fingerprint: 'simulated' }

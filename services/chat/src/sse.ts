@@ -35,7 +35,10 @@ export function openSse (reply: FastifyReply, heartbeatMs: number): SseStream {
   const heartbeat = setInterval(() => { if (!closed) res.write(': ping\n\n') }, heartbeatMs)
   heartbeat.unref()
   // The first event leaves at once (time to first byte); later events written in one turn of the event loop
-  // (a burst of chunks the model sent together) leave in one write.
+  // (a burst of chunks the model sent together) leave in one write. Node corks the socket for each chunk of a
+  // chunked response until the next tick, and a burst the SDK parses in one run of promise jobs holds that tick
+  // back until the whole burst is parsed (and the reply's record statement sent): the first event is uncorked
+  // by hand instead.
   let sent = false
   let corked = false
   const uncork = () => { corked = false; res.uncork() }
@@ -48,7 +51,11 @@ export function openSse (reply: FastifyReply, heartbeatMs: number): SseStream {
         setImmediate(uncork)
       }
       res.write(`event: ${event}\ndata: ${JSON.stringify(data)}\n\n`)
-      sent = true
+      if (!sent) {
+        sent = true
+        const socket = res.socket
+        for (let n = socket?.writableCorked ?? 0; n > 0; n--) socket!.uncork()
+      }
     },
     get closed () { return closed },
     onClose (fn) { if (closed) fn(); else listeners.push(fn) },
