@@ -25,6 +25,9 @@ function statementName (text: string): string | undefined {
   return name
 }
 
+// pg's own Query (a Submittable): what client.query builds from a text, before it is queued.
+const PgQuery = (pg as unknown as { Query: new (text: string, values: unknown[]) => { name?: string, callback?: (err: Error | null, res: pg.QueryResult) => void } }).Query
+
 /** Postgres refuses a prepared statement whose `*` now expands to other columns (a migration added one): SQLSTATE 0A000. */
 const isStalePlan = (err: unknown) => (err as { code?: string }).code === '0A000' && /cached plan must not change result type/.test((err as Error).message)
 
@@ -52,11 +55,22 @@ export class PreparingClient extends pg.Client {
     const name = this.nameFor(config)
     if (name === undefined) return super.query(config, values)
     const inTransaction = this.inTransaction
-    return (super.query({ name, text: config, values }) as unknown as Promise<pg.QueryResult>).catch((err: unknown) => {
+    return this.named(name, config, values).catch((err: unknown) => {
       if (!isStalePlan(err)) throw err
-      ;(this.renamed ??= new Map()).set(config, `${name}_${this.renamed.size + 1}`)
+      const renamed = `${name}_${(this.renamed?.size ?? 0) + 1}`
+      ;(this.renamed ??= new Map()).set(config, renamed)
       if (inTransaction) throw err
-      return super.query({ name: this.renamed.get(config), text: config, values })
+      return this.named(renamed, config, values)
+    })
+  }
+
+  /** A named statement as a pg Query made from the text (a config object would be copied property by property on every call). */
+  private named (name: string, text: string, values: unknown[]): Promise<pg.QueryResult> {
+    return new Promise((resolve, reject) => {
+      const query = new PgQuery(text, values)
+      query.name = name
+      query.callback = (err: Error | null, res: pg.QueryResult) => { if (err) reject(err); else resolve(res) }
+      super.query(query as unknown as pg.Submittable)
     })
   }
 
