@@ -434,17 +434,21 @@ export class SendMessage {
       idempotency: key && input.requestHash ? { key, request_hash: input.requestHash } : undefined,
       supersedes: input.regenerate?.replyId
     }
+    // Once committed, the usage event is in the outbox: this process's relay publishes it now (recordReply sends no NOTIFY).
     if (!key) {
       const { reply } = await recordReply(this.deps.db, record)
+      this.deps.relay.kick()
       return reply ? toMessage(reply) : undefined
     }
-    return await this.deps.db.transaction().execute(async (trx) => {
+    const message = await this.deps.db.transaction().execute(async (trx) => {
       const { reply } = await recordReply(trx, record)
       const message = reply ? toMessage(reply) : undefined
       if (message) await completeIdempotencyKey(trx, input.userId, key, message)
       else await releaseIdempotencyKey(trx, input.userId, key)
       return message
     })
+    this.deps.relay.kick()
+    return message
   }
 
   /** Marks a pending exchange failed, a regeneration back to its reply (nothing charged; the key is freed); while Postgres is away, retried in the background. */

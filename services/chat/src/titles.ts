@@ -126,6 +126,8 @@ export class AutoTitles {
     const event = buildUsageEvent({ user_id: input.userId, session_id: input.sessionId, message_id: null, model: outcome.model, ...usage, simulated: outcome.simulated, purpose: 'title' }, this.config.MODEL_PRICES)
     const title = cleanTitle(outcome.content)
     const recorded = await recordTitle(db, { event, subject: this.subject, title: title ?? null, untitled: DEFAULT_TITLE, requestId: input.requestId })
+    // The charge's event is in the outbox: this process's relay publishes it now (no NOTIFY, see recordReply).
+    this.deps.relay.kick()
     log.info({ session_id: input.sessionId, ...usage, charged: recorded.charged, titled: recorded.titled }, recorded.titled ? 'automatic title set' : 'automatic title not applied (renamed meanwhile, or titled before)')
   }
 }

@@ -92,7 +92,9 @@ export const usageRow = (event: UsageRecorded, idempotency?: Idempotency) => sql
  * new: the reply (if the session still exists; its key-share lock keeps it from being deleted meanwhile), the
  * user message marked ok with its prompt tokens added (a regenerate adds its prompt to the send's, so Σ tokens
  * over the messages stays Σ exchange charges), the replaced reply marked superseded (a regenerate), the usage
- * event in the outbox, the user's recorded total, and the relay's wake-up (NOTIFY is delivered at commit).
+ * event in the outbox and the user's recorded total. No NOTIFY: every notifying commit holds Postgres's one notify
+ * lock through its WAL flush, so concurrent exchanges queued behind each other's fsync (the caller wakes its own
+ * process's relay after the commit instead; other replicas' relays find the row at their next poll).
  * `fresh` is false when the exchange had been recorded (or settled by the sweeper) before: nothing changed; or when
  * another exchange of the same Idempotency-Key was charged: then its user message, still pending, is settled as failed.
  * `reply` is the stored reply, undefined when the session was deleted mid-exchange (the usage is charged all
@@ -120,7 +122,7 @@ export async function recordReply (db: Db, r: RecordedReply): Promise<{ fresh: b
       where id = ${r.userMessageId} and status = 'pending' and exchange_reply_id = ${reply.id} and not exists (select 1 from used)
     ),
     ${charged(event, r.subject, r.requestId)}
-    select exists (select 1 from used) as fresh, m.* from (${notifyOutbox(SCHEMA)}) as woken
+    select exists (select 1 from used) as fresh, m.* from (select 1) as one
     left join (select * from reply union all select * from messages where id = ${reply.id} and not exists (select 1 from used)) m on true`.execute(db)
   const row = rows[0]
   return { fresh: row.fresh, reply: row.id !== null ? stripFresh(row as MessageRow & { fresh: boolean }) : undefined }

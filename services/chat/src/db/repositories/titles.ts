@@ -1,8 +1,7 @@
 // The query of an automatic session title: its charge and the title, in one statement.
 import { sql, type Kysely, type Transaction } from 'kysely'
 import type { UsageRecorded } from '@chat-platform/contracts'
-import { notifyOutbox } from '@chat-platform/platform'
-import { SCHEMA, type Database } from '../database.ts'
+import type { Database } from '../database.ts'
 import { charged, usageRow } from './exchanges.ts'
 
 type Db = Kysely<Database> | Transaction<Database>
@@ -30,6 +29,6 @@ export async function recordTitle (db: Db, r: { event: UsageRecorded, subject: s
         and exists (select 1 from used)
       returning id
     )
-    select exists (select 1 from used) as charged, exists (select 1 from titled) as titled from (${notifyOutbox(SCHEMA)}) as woken`.execute(db)
+    select exists (select 1 from used) as charged, exists (select 1 from titled) as titled`.execute(db)
   return rows[0]
 }
