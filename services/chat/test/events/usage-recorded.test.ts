@@ -26,6 +26,20 @@ t.test('the event carries exactly what the exchange recorded', async (t) => {
   t.equal(outbox.request_id, 'req-usage-1', 'the request id travels with the event')
 })
 
+t.test('the exchange wakes its own relay: the event leaves at once, with no NOTIFY and no poll to find it', async (t) => {
+  // A poll far beyond waitFor's 10 s: only the in-process kick after the reply's commit can publish the event in time.
+  const s = await buildTestApp(t, { OUTBOX_POLL_MS: '600000' })
+  await s.seedBalance(3, 1000)
+  const session = await s.createSession(3)
+  // The relay's start-up pass has run (an empty outbox) before the send.
+  await waitFor(async () => !(s.deps.relay as unknown as { running?: Promise<void> }).running, { what: 'start-up pass' })
+  for (const content of ['first', 'second']) {
+    t.equal((await s.send(3, session.id, content)).statusCode, 200)
+  }
+  await waitFor(async () => (await s.streamMessageCount()) === 2, { what: 'both events published without a poll' })
+  t.equal((await s.deps.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute()).length, 0)
+})
+
 t.test('exactly one event per exchange, also when NATS is down at send time', async (t) => {
   const nats = await startPrivateNats(t)
   const s = await buildTestApp(t, { NATS_URL: nats.url })
