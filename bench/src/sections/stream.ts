@@ -59,7 +59,7 @@ export async function streamSection (ctx: BenchContext): Promise<void> {
   } finally {
     sim.reset()
   }
-  if (failures) ctx.results.notes.push(`stream: ${failures} of ${requests} streaming requests failed or sent no delta event.`)
+  if (failures) ctx.results.notes.push(`stream: ${failures} of ${2 * requests} streaming requests (half through the gateway, half straight to chat) failed or sent no delta event.`)
   const added = samples.map((s) => s.clientTtfb - s.upstreamTtfb)
   const addedDirect = direct.map((s) => s.clientTtfb - s.upstreamTtfb)
   const p50 = (list: Sample[], k: 'before' | 'headers' | 'after') => median(list.map((s) => s[k]))
