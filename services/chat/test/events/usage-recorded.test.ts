@@ -36,8 +36,11 @@ t.test('the exchange wakes its own relay: the event leaves at once, with no NOTI
   for (const content of ['first', 'second']) {
     t.equal((await s.send(3, session.id, content)).statusCode, 200)
   }
-  await waitFor(async () => (await s.streamMessageCount()) === 2, { what: 'both events published without a poll' })
-  t.equal((await s.deps.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute()).length, 0)
+  // The relay publishes, then marks the rows in a later statement: wait for both, not just the stream.
+  const unpublished = async () => (await s.deps.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute()).length
+  await waitFor(async () => (await s.streamMessageCount()) === 2 && (await unpublished()) === 0, { what: 'both events published and marked without a poll' })
+  t.equal(await s.streamMessageCount(), 2, 'each exchange published once')
+  t.equal(await unpublished(), 0)
 })
 
 t.test('exactly one event per exchange, also when NATS is down at send time', async (t) => {
