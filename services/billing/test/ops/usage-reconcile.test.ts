@@ -37,6 +37,8 @@ t.test('events billing never received are re-published by chat and then applied;
   await sql`update outbox set published_at = now() where id = any(${lost}::uuid[])`.execute(chat.deps.db)
   await chat.deps.relay.start()
   await waitFor(() => deps.consumers.usage.stats.applied === 3, { what: 'the three delivered events applied' })
+  // The relay marks its rows in a statement after the publish: billing may apply before that lands.
+  await waitFor(async () => (await chat.deps.db.selectFrom('outbox').select('id').where('published_at', 'is', null).execute()).length === 0, { what: 'the relay marked its rows' })
 
   const urls = { CHAT_URL: chatUrl, BILLING_URL: billingUrl }
   const args = ['usage:reconcile', '--since', since, '--until', new Date(Date.now() + 60_000).toISOString()]
