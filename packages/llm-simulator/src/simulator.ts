@@ -74,7 +74,8 @@ const sleep = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 /** The longest prefix of `text` (whole characters) that is at most `max` tokens. */
 function truncateTokens (tokenizer: Tokenizer, text: string, max: number): string {
-  if (tokenizer.count(text) <= max) return text
+  // A token is at least one byte of UTF-8: a text of at most `max` bytes fits without being counted.
+  if (Buffer.byteLength(text) <= max || tokenizer.count(text) <= max) return text
   const chars = Array.from(text)
   let lo = 0
   let hi = chars.length

@@ -4,6 +4,7 @@ import { ProblemError } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
 import type { PromptMessage } from '@chat-platform/tokenizer'
 import type { ChatMetrics, LlmCallOutcome } from '../metrics.ts'
+import { providerFetch } from './fetch.ts'
 
 export interface LlmOptions {
   baseURL?: string
@@ -88,7 +89,8 @@ export class LlmClient {
     this.provider = opts.provider ?? 'openai'
     this.simulated = opts.simulated ?? false
     // The SDK's own timeout covers only the wait for headers; the deadlines below cover the body too.
-    this.client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseURL, timeout: opts.timeoutMs, maxRetries: opts.maxRetries })
+    // Its requests go out through undici.request (fetch.ts), not the global fetch.
+    this.client = new OpenAI({ apiKey: opts.apiKey, baseURL: opts.baseURL, timeout: opts.timeoutMs, maxRetries: opts.maxRetries, fetch: providerFetch })
   }
 
   // max_tokens bounds what one exchange can cost (with the prompt budget): CHAT_MAX_OUTPUT_TOKENS, or a call's own lower cap.
