@@ -35,7 +35,7 @@ export const BillingEnvSchema = Type.Object({
   /** Batches applied at the same time per consumer, each in its own transaction (and pool connection). */
   BILLING_BATCH_CONCURRENCY: Type.Integer({ default: 4, minimum: 1, maximum: 16 }),
   /** After a short batch, the next one waits at most this long for more events (fewer, larger transactions; 0: at once). */
-  BILLING_BATCH_LINGER_MS: Type.Integer({ default: 0, minimum: 0, maximum: 1000 }),
+  BILLING_BATCH_LINGER_MS: Type.Integer({ default: 20, minimum: 0, maximum: 1000 }),
   /** Redelivery delay after a transient failure (database away). */
   BILLING_RETRY_DELAY_MS: Type.Integer({ default: 2_000, minimum: 0 }),
   /** Idempotency keys are kept at least this long. */
