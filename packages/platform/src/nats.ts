@@ -50,7 +50,10 @@ export async function connectNats (opts: NatsOptions): Promise<NatsConnection> {
     maxReconnectAttempts: -1,
     reconnectTimeWait: 500,
     waitOnFirstConnect: true,
-    timeout: 5_000
+    timeout: 5_000,
+    // Without it every request (each JetStream publish and ack) builds two Error objects up front for their stack
+    // traces: 2.7% of chat's CPU under the send bench. A timeout still rejects with TimeoutError, only without the caller's stack.
+    noAsyncTraces: true
   })
   if (opts.log) {
     const log = opts.log

@@ -29,4 +29,7 @@ t.test('connects with the user from the URL; replies come to the user\'s own inb
   const reply = await nc.request('ping.x', 'hi', { timeout: 2_000 })
   t.equal(reply.string(), 'pong', 'a request answered through _INBOX.svc.…')
   t.match(reply.subject, /^_INBOX\.svc\./)
+  // Requests build no Error objects up front for async stack traces (their cost showed in every publish's profile).
+  t.equal((nc as unknown as { options: { noAsyncTraces?: boolean } }).options.noAsyncTraces, true)
+  await t.rejects(nc.request('ping.none', 'hi', { timeout: 200 }), { name: /NoRespondersError|TimeoutError|RequestError/ }, 'a request nobody answers still fails with the library\'s error')
 })
