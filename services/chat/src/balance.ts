@@ -30,8 +30,8 @@ export async function readBalanceCopy (ctx: { redis: Redis, billingUrl: string, 
   return { balance: res.balance, chat_applied: res.chat_applied }
 }
 
-/** Chat's own charges for a user (readCharges): its recorded total, and pending exchanges nobody runs any more. */
-export interface OwnCharges { recorded: number, stale: { model: string | null, prompt_tokens: number }[] }
+import type { OwnCharges } from './db/repositories/exchanges.ts'
+export type { OwnCharges }
 
 /**
  * The balance a send is admitted on (DESIGN §3): billing's balance minus every charge chat recorded that billing

@@ -107,15 +107,36 @@ export class SendMessage {
   /**
    * Admission, in the order the errors are documented: 404 not the caller's session, 409 the key is used by
    * another request or still running, 402 the balance admission counts is used up, 429 no in-flight slot,
-   * 503 the balance cannot be read. Without a key the checks run side by side: the session with its recent
-   * turns (one query), and the in-flight slot with billing's balance copy (one Redis script) followed by
-   * chat's own charges (one query). With a key the claim comes first, so a replay needs neither balance nor
-   * slot. A slot taken for a refused request is given back at once; so is a claimed key.
+   * 503 the balance cannot be read. Without a key: the in-flight slot with billing's balance copy (one Redis
+   * script), then the session with its recent turns and chat's own charges (one query). With a key the claim
+   * comes first, so a replay needs neither balance nor slot. A slot taken for a refused request is given back at
+   * once; so is a claimed key.
    */
   async admit (input: SendInput): Promise<Admission> {
+    const makeHash = () => requestHash(input.sessionId, input.content, input.model)
+    if (!input.idempotencyKey) {
+      const both = this.acquireWithSession(input)
+      return await this.admitExchange(input, makeHash, both.then((b) => b.found), both.then((b) => b.taken))
+    }
     const found = findSessionWithContext(this.deps.db, input.sessionId, input.userId, this.config.CHAT_HISTORY_MAX_MESSAGES)
-      .then((s) => s && { ...s, content: input.content })
-    return await this.admitExchange(input, () => requestHash(input.sessionId, input.content, input.model), found)
+      .then((s) => s && { session: s.session, history: s.history, content: input.content })
+    return await this.admitExchange(input, makeHash, found)
+  }
+
+  /**
+   * A send without a key: the slot as `acquire` takes it, then the session with its turns and chat's charges in
+   * one statement, read after the slot is held as `acquire` reads them (one round trip less than side by side).
+   * With no slot free the session is still looked up, without the charges: a 404 comes before a 429.
+   */
+  private async acquireWithSession (input: SendInput): Promise<{ found: Asked | undefined, taken: Acquired }> {
+    const { slot, value } = await this.limiter.acquireAndRead(input.userId, balanceCacheKey(input.userId))
+    try {
+      const s = await findSessionWithContext(this.deps.db, input.sessionId, input.userId, this.config.CHAT_HISTORY_MAX_MESSAGES, undefined, slot !== null)
+      return { found: s && { session: s.session, history: s.history, content: input.content }, taken: { slot, cached: value, charges: s?.charges } }
+    } catch (err) {
+      await slot?.release()
+      throw err
+    }
   }
 
   /**
@@ -134,11 +155,11 @@ export class SendMessage {
     return await this.admitExchange(input, () => regenerateHash(sessionId, messageId), found)
   }
 
-  private async admitExchange (input: Omit<SendInput, 'content'>, makeHash: () => string, found: Promise<Asked | 'not_last' | undefined>): Promise<Admission> {
+  private async admitExchange (input: Omit<SendInput, 'content'>, makeHash: () => string, found: Promise<Asked | 'not_last' | undefined>, acquired?: Promise<Acquired>): Promise<Admission> {
     const { db } = this.deps
     const { userId, idempotencyKey: key } = input
     const hash = key ? makeHash() : undefined
-    const taken = key ? undefined : this.acquire(userId)
+    const taken = key ? undefined : acquired ?? this.acquire(userId)
     let slot: InflightSlot | null = null
     let asked: Asked
     let contentTokens: number
@@ -213,7 +234,7 @@ export class SendMessage {
    * in-flight slot when one is free and the balance admission counts is above 0; null otherwise (skipped).
    */
   private async admitBackground (userId: number, log: Logger, requestId: string): Promise<BackgroundSlot | null> {
-    let got: Awaited<ReturnType<SendMessage['acquire']>>
+    let got: Acquired
     try {
       got = await this.acquire(userId)
     } catch {
@@ -238,7 +259,7 @@ export class SendMessage {
    * charges are read after the slot is held: an exchange they do not count either still holds a slot or
    * committed after this read began, so at most CHAT_MAX_INFLIGHT exchanges are admitted past zero.
    */
-  private async acquire (userId: number): Promise<{ slot: InflightSlot | null, cached?: string | null, charges?: OwnCharges }> {
+  private async acquire (userId: number): Promise<Acquired> {
     const { slot, value } = await this.limiter.acquireAndRead(userId, balanceCacheKey(userId))
     if (!slot) return { slot, cached: value }
     try {
@@ -250,7 +271,7 @@ export class SendMessage {
   }
 
   /** 402 when the balance admission counts is used up, 429 when no slot was free; else the slot. */
-  private async admitOn (userId: number, got: Awaited<ReturnType<SendMessage['acquire']>>, input: Pick<SendInput, 'log' | 'requestId'>): Promise<InflightSlot> {
+  private async admitOn (userId: number, got: Acquired, input: Pick<SendInput, 'log' | 'requestId'>): Promise<InflightSlot> {
     const copy = await readBalanceCopy({ redis: this.deps.redis, billingUrl: this.config.BILLING_URL, log: input.log, requestId: input.requestId }, userId, got.cached)
     if (!got.slot || !got.charges) {
       if (copy.balance <= 0) throw usedUp()
@@ -466,6 +487,9 @@ export class SendMessage {
     }
   }
 }
+
+/** An in-flight slot (null: none free) with billing's balance copy as Redis held it, and chat's charges read after it. */
+interface Acquired { slot: InflightSlot | null, cached?: string | null, charges?: OwnCharges }
 
 /** Thrown inside the use case when the reply is retried in the background: `problem` goes out, the slot waits for `landed`. */
 class RecordPendingError extends Error {

@@ -5,6 +5,7 @@ import { createServer } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import { freePort, waitFor } from '@chat-platform/platform/testing'
 import { buildTestApp } from '../helper.ts'
+import { inflightKey } from '../../src/inflight.ts'
 
 const msgs = async (s: Awaited<ReturnType<typeof buildTestApp>>, userId: number, sessionId: number, q = '') =>
   s.app.inject({ method: 'GET', url: `/api/sessions/${sessionId}/messages${q}`, headers: s.auth(userId) })
@@ -92,6 +93,24 @@ t.test('another user\'s or a missing session is 404 on every message route, and 
   t.equal(s.llm.requests.length, 0)
   const stored = await s.deps.db.selectFrom('messages').select('id').execute()
   t.equal(stored.length, 0)
+  for (const user of [1, 2]) t.equal(await s.deps.redis.zcard(inflightKey(user)), 0, `user ${user}: the slot a 404 took was given back`)
+})
+
+t.test('a missing session is 404 also when no in-flight slot is free (404 comes before 429)', async (t) => {
+  const s = await buildTestApp(t, { CHAT_MAX_INFLIGHT: '1' })
+  await s.seedBalance(1, 500)
+  const session = await s.createSession(1)
+  let open!: () => void
+  s.llm.knobs.hold = new Promise<void>((resolve) => { open = resolve })
+  const running = s.send(1, session.id, 'holds the only slot')
+  await waitFor(() => s.llm.requests.length === 1, { what: 'the exchange in flight' })
+  t.equal(await s.deps.redis.zcard(inflightKey(1)), 1, 'one slot held')
+  const missing = await s.send(1, 999_999, 'hello')
+  t.equal(missing.statusCode, 404)
+  t.equal((await s.send(1, session.id, 'no slot')).statusCode, 429, 'the same user\'s own session: 429')
+  open()
+  t.equal((await running).statusCode, 200)
+  t.equal(await s.deps.redis.zcard(inflightKey(1)), 0)
 })
 
 t.test('402 when the balance is ≤ 0, before the model is called', async (t) => {

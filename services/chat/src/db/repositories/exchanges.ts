@@ -8,17 +8,22 @@ type Db = Kysely<Database> | Transaction<Database>
 
 export type ContextMessage = Pick<MessageRow, 'id' | 'role' | 'content' | 'content_tokens'>
 
+/** Chat's own charges for a user (readCharges): its recorded total, and pending exchanges nobody runs any more. */
+export interface OwnCharges { recorded: number, stale: { model: string | null, prompt_tokens: number }[] }
+
 /**
  * The user's session and its newest turns that may go into a prompt (newest first), in one round trip:
  * replies, and user messages that got one (pending and failed ones are left out, so no dangling turn is sent);
  * superseded replies are left out (a regenerate replaced them), and so is a reply a regeneration in flight is
  * replacing (its question is pending meanwhile: the reply alone would be an answer without its question, and it
  * is superseded a moment later; one uncorrelated look at the user's pending rows). `beforeId`: only turns before it (a regenerate
- * asks again for that user message). Undefined when the session is not this user's.
+ * asks again for that user message). `withCharges`: the user's charges too (readCharges's, in the same round trip).
+ * Undefined when the session is not this user's.
  */
-export async function findSessionWithContext (db: Db, sessionId: number, userId: number, limit: number, beforeId?: number): Promise<{ session: SessionRow, history: ContextMessage[] } | undefined> {
-  const { rows } = await sql<SessionRow & { m_id: number | null, m_role: 'user' | 'assistant' | null, m_content: string | null, m_content_tokens: number | null }>`
+export async function findSessionWithContext (db: Db, sessionId: number, userId: number, limit: number, beforeId?: number, withCharges = false): Promise<{ session: SessionRow, history: ContextMessage[], charges?: OwnCharges } | undefined> {
+  const { rows } = await sql<SessionRow & { m_id: number | null, m_role: 'user' | 'assistant' | null, m_content: string | null, m_content_tokens: number | null, c_recorded?: string | number, c_stale?: OwnCharges['stale'] }>`
     select s.id, s.user_id, s.title, s.created_at, s.model, s.system_prompt, m.id as m_id, m.role as m_role, m.content as m_content, m.content_tokens as m_content_tokens
+      ${withCharges ? sql`, ${chargesColumns(userId)}` : sql``}
     from sessions s
     left join lateral (
       select id, role, content, content_tokens from messages
@@ -32,7 +37,8 @@ export async function findSessionWithContext (db: Db, sessionId: number, userId:
   if (rows.length === 0) return undefined
   const { id, user_id: uid, title, created_at: createdAt, model, system_prompt: systemPrompt } = rows[0]
   const history = rows.filter((r) => r.m_id !== null).map((r) => ({ id: r.m_id!, role: r.m_role!, content: r.m_content!, content_tokens: r.m_content_tokens! }))
-  return { session: { id, user_id: uid, title, created_at: createdAt, model, system_prompt: systemPrompt }, history }
+  const charges = withCharges ? { recorded: Number(rows[0].c_recorded), stale: rows[0].c_stale! } : undefined
+  return { session: { id, user_id: uid, title, created_at: createdAt, model, system_prompt: systemPrompt }, history, ...(charges ? { charges } : {}) }
 }
 
 /**
@@ -137,13 +143,15 @@ function stripFresh (row: MessageRow & { fresh: boolean }): MessageRow {
  * What admission subtracts besides billing's copy: the user's recorded total, and the pending exchanges whose
  * lease expired (their process died or gave up recording; each will cost at least its prompt). One round trip.
  */
-export async function readCharges (db: Db, userId: number): Promise<{ recorded: number, stale: { model: string | null, prompt_tokens: number }[] }> {
-  const { rows } = await sql<{ recorded: string | number, stale: { model: string | null, prompt_tokens: number }[] }>`
-    select coalesce((select recorded from user_charges where user_id = ${userId}), 0) as recorded,
-      coalesce((select json_agg(json_build_object('model', exchange_model, 'prompt_tokens', coalesce(exchange_prompt_tokens, content_tokens)))
-        from messages where user_id = ${userId} and status = 'pending' and coalesce(lease_until, created_at) < now()), '[]') as stale`.execute(db)
-  return { recorded: Number(rows[0].recorded), stale: rows[0].stale }
+export async function readCharges (db: Db, userId: number): Promise<OwnCharges> {
+  const { rows } = await sql<{ c_recorded: string | number, c_stale: OwnCharges['stale'] }>`select ${chargesColumns(userId)}`.execute(db)
+  return { recorded: Number(rows[0].c_recorded), stale: rows[0].c_stale }
 }
+
+/** readCharges's two columns (`c_recorded`, `c_stale`): uncorrelated, so evaluated once per statement whatever else it returns. */
+const chargesColumns = (userId: number) => sql`coalesce((select recorded from user_charges where user_id = ${userId}), 0) as c_recorded,
+  coalesce((select json_agg(json_build_object('model', exchange_model, 'prompt_tokens', coalesce(exchange_prompt_tokens, content_tokens)))
+    from messages where user_id = ${userId} and status = 'pending' and coalesce(lease_until, created_at) < now()), '[]') as c_stale`
 
 export interface StaleExchange { id: number, session_id: number, user_id: number, reply_id: number, model: string | null, prompt_tokens: number }
 
