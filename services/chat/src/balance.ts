@@ -2,6 +2,7 @@
 import { decodeBalanceCache, priceExchange, balanceCacheKey, type BalanceCopy, type ModelPrices } from '@chat-platform/contracts'
 import { billingInternal, ProblemError, unauthorized, type Redis } from '@chat-platform/platform'
 import type { FastifyBaseLogger as Logger } from 'fastify'
+import type { OwnCharges } from './db/repositories/exchanges.ts'
 
 /**
  * Billing's copy of the balance; throws 503 `service_unavailable` when neither Redis nor billing can tell
@@ -29,9 +30,6 @@ export async function readBalanceCopy (ctx: { redis: Redis, billingUrl: string, 
   }
   return { balance: res.balance, chat_applied: res.chat_applied }
 }
-
-import type { OwnCharges } from './db/repositories/exchanges.ts'
-export type { OwnCharges }
 
 /**
  * The balance a send is admitted on (DESIGN §3): billing's balance minus every charge chat recorded that billing

@@ -18,8 +18,6 @@ const agent = new Agent()
  */
 class ProviderResponse {
   readonly ok: boolean
-  readonly redirected = false
-  readonly type = 'basic'
   readonly status: number
   readonly headers: Headers
   readonly body: Dispatcher.ResponseData['body']
