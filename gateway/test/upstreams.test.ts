@@ -45,6 +45,31 @@ t.test('SSE: the first event reaches the client while the service is still writi
   t.match(received, /event: done/)
 })
 
+t.test('SSE: the response headers reach the client as soon as the service sent them, before any event', async (t) => {
+  let release!: () => void
+  const released = new Promise<void>((resolve) => { release = resolve })
+  const chat = await startUpstream(t, {
+    name: 'chat',
+    handler: (_req, res) => {
+      // What chat does once an exchange is admitted, before the model has answered anything.
+      res.writeHead(200, { 'content-type': 'text/event-stream', 'x-chat-admitted': 'yes' })
+      res.flushHeaders()
+      released.then(() => { res.end('event: delta\ndata: {"content":"Hi"}\n\nevent: done\ndata: {"id":1}\n\n') }, () => {})
+    }
+  })
+  const gw = await startGateway(t, { CHAT_URL: chat.url })
+  // Nothing is released before the headers have arrived: a gateway holding them until the first event never answers.
+  const res = await fetch(`${gw.url}/api/sessions/1/messages`, { method: 'POST', headers: { ...headers, accept: 'text/event-stream' }, body: '{"content":"hi"}', signal: AbortSignal.timeout(10_000) })
+  t.equal(res.status, 200)
+  t.equal(res.headers.get('x-chat-admitted'), 'yes')
+  t.match(res.headers.get('content-type'), /^text\/event-stream/)
+  t.equal(res.headers.get('x-accel-buffering'), 'no')
+  t.equal(res.headers.get('cache-control'), 'no-cache')
+  t.ok(res.headers.get('x-request-id'), 'the gateway\'s own headers are in the early head too')
+  release()
+  t.equal(await res.text(), 'event: delta\ndata: {"content":"Hi"}\n\nevent: done\ndata: {"id":1}\n\n')
+})
+
 t.test('a client hang-up reaches the service at once: mid-stream and before the answer started', async (t) => {
   const closed: string[] = []
   const chat = await startUpstream(t, {

@@ -36,6 +36,10 @@ declare module 'fastify' {
 /** Whether the request went to a service (gateway_upstream_request_duration_seconds times it). */
 export const isProxied = (request: FastifyRequest) => request.proxiedTo != null
 
+function flushHead (this: ServerResponse) {
+  if (!this.headersSent && !this.destroyed) this.flushHeaders()
+}
+
 export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMount, upstream: Upstream, timeouts: ProxyTimeouts }) {
   const { mount, upstream, timeouts } = opts
   const { upstreamDuration, upstreamErrors } = app.gatewayMetrics
@@ -103,6 +107,9 @@ export async function proxyMount (app: FastifyInstance, opts: { mount: ProxyMoun
     if (String(headers['content-type'] ?? '').startsWith('text/event-stream')) {
       headers['cache-control'] ??= 'no-cache'
       headers['x-accel-buffering'] = 'no'
+      // Chat sends an admitted stream's headers before it asks the model; Fastify would hold them until the first
+      // event. They go out as soon as the body is piped (its headers are set by then), so the client knows at once.
+      request?.proxiedTo?.once('pipe', flushHead)
     }
     return headers
   }
