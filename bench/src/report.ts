@@ -39,7 +39,7 @@ export function markdown (results: Results, memory: Memory, machine: Machine, qu
 
 export function json (results: Results, memory: Memory, machine: Machine, quick: boolean, seconds: number) {
   const value = (key: string) => results.figures.find((f) => f.key === key)?.value ?? null
-  const keys = ['gateway_throughput_ratio', 'gateway_vs_minimal_proxy_ratio', 'gateway_cpu_vs_minimal_proxy', 'gateway_p50_added_ms', 'gateway_p99_added_ms', 'send_exchanges_per_s',
+  const keys = ['gateway_throughput_ratio', 'gateway_vs_minimal_proxy_ratio', 'gateway_cpu_vs_minimal_proxy', 'gateway_own_cpu_vs_minimal_proxy', 'gateway_p50_added_ms', 'gateway_p99_added_ms', 'send_exchanges_per_s',
     'send_cpu_ms_per_exchange', 'send_p50_ms', 'send_p99_ms', 'send_slow_upstream_ratio', 'stream_ttfb_added_ms', 'usage_apply_ratio', 'usage_events_per_s', 'usage_p50_ms', 'usage_p99_ms', 'replay_events_per_s',
     'admission_lag_cpu_ratio', 'admission_lag_latency_ratio', 'admission_lag_overdraft', 'revocation_cpu_ratio', 'revocation_check_ns', 'revocation_propagation_ms',
     'providers_open_cpu_ratio', 'providers_open_latency_added_ms', 'providers_failover_latency_added_ms', 'callbacks_per_s', 'callbacks_vs_balance_ratio', 'callbacks_verify_us',

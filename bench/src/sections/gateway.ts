@@ -4,15 +4,16 @@ import { fileURLToPath } from 'node:url'
 import type { BenchContext } from '../context.ts'
 import { LoadGenerator } from '../load-client.ts'
 import { allCpus, cpuMeter, pin, spawnTs } from '../procs.ts'
+import { startExtraGateway, startTrivialUpstream } from '../extra-procs.ts'
 import { median, round } from '../stats.ts'
 import type { LatencyResult, ThroughputResult } from '../load-worker.ts'
 
 type Target = 'direct' | 'minimal' | 'gateway'
 const TARGETS: Target[] = ['direct', 'minimal', 'gateway']
 
-async function startMinimalProxy (ctx: BenchContext): Promise<string> {
-  const child = spawnTs(fileURLToPath(new URL('../minimal-proxy.ts', import.meta.url)), { env: { UPSTREAM: ctx.system.url('billing'), PORT: '0' }, ipc: true, pinned: false })
-  ctx.extraProcs.set('minimal-proxy', child)
+async function startMinimalProxy (ctx: BenchContext, upstream: string, name: string): Promise<string> {
+  const child = spawnTs(fileURLToPath(new URL('../minimal-proxy.ts', import.meta.url)), { env: { UPSTREAM: upstream, PORT: '0' }, ipc: true, pinned: false })
+  ctx.extraProcs.set(name, child)
   let output = ''
   child.stderr!.on('data', (b: Buffer) => { output += b.toString() })
   child.stdout!.resume()
@@ -36,7 +37,7 @@ const orderFor = (round: number) => TARGETS.map((_, i) => TARGETS[(i + round) % 
 export async function gatewaySection (ctx: BenchContext): Promise<void> {
   const g = ctx.profile.gateway
   const { system } = ctx
-  const minimal = await startMinimalProxy(ctx)
+  const minimal = await startMinimalProxy(ctx, system.url('billing'), 'minimal-proxy')
   const path = '/api/user/balance'
   const url: Record<Target, string> = { direct: system.url('billing') + path, minimal: minimal + path, gateway: system.gatewayUrl + path }
   const headers = { authorization: `Bearer ${ctx.users[0].token}` }
@@ -114,5 +115,59 @@ export async function gatewaySection (ctx: BenchContext): Promise<void> {
     [`at_${g.rate}_rps`]: Object.fromEntries(TARGETS.map((t) => [t, rated[t].map((x) => ({ p50: round(x.latency.p50), p99: round(x.latency.p99), achieved_rps: round(x.achieved_rps, 0), skipped: x.skipped }))])),
     [`at_${g.rate}_rps_added_ms`]: { gateway_p50: round(added(rated, 'gateway', 'p50')), gateway_p99: round(added(rated, 'gateway', 'p99')), minimal_p50: round(added(rated, 'minimal', 'p50')), minimal_p99: round(added(rated, 'minimal', 'p99')) },
     failures
+  }
+  await ownCost(ctx)
+}
+
+/**
+ * The gateway's own CPU per request, apart from billing: another gateway process and another minimal proxy, both in
+ * front of a trivial upstream (a bare node:http server) instead of billing, loaded in turn. With billing behind them on
+ * the same core, each proxy's CPU per request also carries how the two processes' wake-ups interleave; here it is
+ * (nearly) only the proxy's own work. Reported beside the targets, not as one.
+ */
+async function ownCost (ctx: BenchContext): Promise<void> {
+  const g = ctx.profile.gateway
+  const trivial = await startTrivialUpstream(ctx)
+  const [gw, minimal] = await Promise.all([
+    startExtraGateway(ctx, { BILLING_URL: trivial.url }),
+    startMinimalProxy(ctx, trivial.url, 'minimal-proxy-trivial')
+  ])
+  const pids = { gateway: gw.child.pid, minimal: ctx.extraProcs.get('minimal-proxy-trivial')!.pid }
+  for (const pid of [trivial.child.pid, pids.gateway, pids.minimal]) await pin(pid, '0')
+  const path = '/api/user/balance'
+  const url = { gateway: gw.url + path, minimal: minimal + path }
+  const headers = { authorization: `Bearer ${ctx.users[0].token}` }
+  const cpu: Record<'gateway' | 'minimal', number[]> = { gateway: [], minimal: [] }
+  const rps: Record<'gateway' | 'minimal', number[]> = { gateway: [], minimal: [] }
+  const load = new LoadGenerator({ cpuList: '1', pinned: ctx.pinned })
+  try {
+    for (const t of ['gateway', 'minimal'] as const) await load.throughput({ url: url[t], headers, connections: g.connections, durationS: g.warmupS })
+    for (let r = 0; r < g.rounds; r++) {
+      for (const t of (r % 2 ? ['minimal', 'gateway'] : ['gateway', 'minimal']) as ('gateway' | 'minimal')[]) {
+        const meter = cpuMeter({ proxy: pids[t] })
+        const res = await load.throughput({ url: url[t], headers, connections: g.connections, durationS: g.throughputS })
+        const used = meter().proxy
+        if (res.non2xx || res.errors) throw new Error(`${t} in front of the trivial upstream: ${res.non2xx} non-2xx, ${res.errors} errors`)
+        cpu[t].push(used === null ? Number.NaN : (used * 1000) / res.ok)
+        rps[t].push(res.rps)
+        ctx.log(`gateway: own cost round ${r + 1} ${t} ${Math.round(res.rps)} req/s, ${cpu[t].at(-1)!.toFixed(1)} µs CPU per request`)
+      }
+    }
+  } finally {
+    await load.close()
+  }
+  const perRound = (fn: (r: number) => number) => median(Array.from({ length: g.rounds }, (_, r) => fn(r)))
+  const cpuRatio = perRound((r) => cpu.gateway[r] / cpu.minimal[r])
+  ctx.results.figures.push({
+    key: 'gateway_own_cpu_vs_minimal_proxy',
+    label: 'Gateway process CPU per request / minimal proxy\'s, both in front of a trivial upstream',
+    value: round(cpuRatio),
+    unit: '×',
+    baseline: `gateway ${Math.round(median(cpu.gateway))} µs, minimal proxy ${Math.round(median(cpu.minimal))} µs per request; throughput ratio ${perRound((r) => rps.gateway[r] / rps.minimal[r]).toFixed(3)}`
+  })
+  ctx.results.details.gateway_own_cost = {
+    method: `another gateway and another minimal proxy in front of a bare node:http upstream, all three pinned to CPU 0; ${g.rounds} interleaved rounds of ${g.throughputS} s at ${g.connections} connections`,
+    cpu_us_per_request: { gateway: cpu.gateway.map((x) => round(x, 1)), minimal: cpu.minimal.map((x) => round(x, 1)) },
+    throughput_rps: { gateway: rps.gateway.map((x) => round(x, 0)), minimal: rps.minimal.map((x) => round(x, 0)) }
   }
 }

@@ -3,20 +3,18 @@
 // same bundle and upstreams, started together — one on the system's namespace (it reads every revocation at boot),
 // one on its own namespace (an empty revocation stream) — and loaded in turn; plus the check itself in process
 // (RevocationList.isRevoked, empty vs full) and how long a real logout takes to reach the system's gateway.
-import { spawn, type ChildProcess } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { once } from 'node:events'
-import { join } from 'node:path'
 import { performance } from 'node:perf_hooks'
 import { connect } from '@nats-io/transport-node'
 import { jetstream } from '@nats-io/jetstream'
 import { namespaced, Subjects, type TokenRevoked } from '@chat-platform/contracts'
 import { RevocationList } from '@chat-platform/platform'
-import { freePort, signTestToken, waitFor } from '@chat-platform/platform/testing'
+import { signTestToken, waitFor } from '@chat-platform/platform/testing'
 import type { BenchContext } from '../context.ts'
 import { api, createUser } from '../http.ts'
 import { LoadGenerator } from '../load-client.ts'
-import { cpuMeter, ROOT_DIR } from '../procs.ts'
+import { cpuMeter } from '../procs.ts'
+import { startExtraGateway, stopChild, type ExtraProc } from '../extra-procs.ts'
 import { median, round } from '../stats.ts'
 
 /** ns per isRevoked call on a token that is not revoked (the common case: every request of every live session). */
@@ -29,34 +27,6 @@ function checkCost (list: RevocationList, calls: number): number {
   const ns = ((performance.now() - t0) * 1e6) / calls
   if (hits) throw new Error('a token nobody revoked was found revoked')
   return ns
-}
-
-async function stopChild (child: ChildProcess): Promise<void> {
-  if (child.exitCode !== null || child.signalCode !== null) return
-  const exited = once(child, 'exit')
-  child.kill('SIGTERM')
-  await exited
-}
-
-/**
- * One more gateway process (the bundle the system runs) with the system's environment, the same upstreams, Redis and
- * keys, and `namespace` for its revocation stream: the system's (the full list, read at boot: it is ready only once
- * caught up) or one nobody writes to (its list stays empty).
- */
-async function startGateway (ctx: BenchContext, namespace: string): Promise<{ url: string, child: ChildProcess }> {
-  const port = await freePort()
-  const env: NodeJS.ProcessEnv = { ...process.env, ...ctx.system.env, EVENTS_NAMESPACE: namespace, PORT: String(port) }
-  delete env.NODE_V8_COVERAGE
-  const child = spawn(process.execPath, ['--enable-source-maps', 'dist/server.mjs'], { cwd: join(ROOT_DIR, 'gateway'), env, stdio: ['ignore', 'ignore', 'pipe'] })
-  let output = ''
-  child.stderr!.on('data', (b: Buffer) => { output = (output + b.toString()).slice(-4000) })
-  ctx.teardowns.teardown(() => stopChild(child))
-  const url = `http://127.0.0.1:${port}`
-  await waitFor(async () => {
-    if (child.exitCode !== null) throw new Error(`an extra gateway exited with ${child.exitCode}: ${output}`)
-    return (await fetch(`${url}/readyz`).catch(() => null))?.ok
-  }, { timeoutMs: 60_000, intervalMs: 100, what: 'an extra gateway' })
-  return { url, child }
 }
 
 export async function revocationSection (ctx: BenchContext): Promise<void> {
@@ -81,7 +51,7 @@ export async function revocationSection (ctx: BenchContext): Promise<void> {
   const load = new LoadGenerator({ cpuList: '1', pinned: false })
   const headers = { authorization: `Bearer ${ctx.users[0].token}` }
   type Which = 'full' | 'empty'
-  const extra: { url: string, child: ChildProcess }[] = []
+  const extra: ExtraProc[] = []
   const cpuUs: Record<Which, number[]> = { full: [], empty: [] }
   const rps: Record<Which, number[]> = { full: [], empty: [] }
   try {
@@ -116,7 +86,7 @@ export async function revocationSection (ctx: BenchContext): Promise<void> {
     // Two fresh gateways, started together so both are equally cold: the full list (caught up at boot) and none.
     // (The empty one's list stays empty by construction; the sentinel cannot show it: billing, behind every gateway,
     // checks the same revocations and refuses the sentinel whichever gateway passed it.)
-    const [full, empty] = await Promise.all([startGateway(ctx, system.env.EVENTS_NAMESPACE), startGateway(ctx, `${system.env.EVENTS_NAMESPACE}_norev`)])
+    const [full, empty] = await Promise.all([startExtraGateway(ctx, { EVENTS_NAMESPACE: system.env.EVENTS_NAMESPACE }), startExtraGateway(ctx, { EVENTS_NAMESPACE: `${system.env.EVENTS_NAMESPACE}_norev` })])
     extra.push(full, empty)
     if ((await api(full.url, 'GET', '/api/user/balance', { token: sentinel })).status !== 401) throw new Error('the extra gateway on the system\'s namespace passed the sentinel: it has not read the revocations')
     const target: Record<Which, { url: string, pid: number | undefined }> = {
