@@ -70,7 +70,12 @@ t.test('SSE: the response headers reach the client as soon as the service sent t
   t.equal(await res.text(), 'event: delta\ndata: {"content":"Hi"}\n\nevent: done\ndata: {"id":1}\n\n')
 })
 
-t.test('a client hang-up reaches the service at once: mid-stream and before the answer started', async (t) => {
+// An address literal is dispatched straight to the pool; a host name through the DNS interceptor behind the hang-up handler.
+for (const via of ['an address literal', 'a host name'] as const) {
+  t.test(`a client hang-up reaches the service at once: mid-stream and before the answer started (${via})`, (t) => hangUp(t, via))
+}
+
+async function hangUp (t: Teardown & { pass: (message: string) => void }, via: 'an address literal' | 'a host name') {
   const closed: string[] = []
   const chat = await startUpstream(t, {
     name: 'chat',
@@ -83,7 +88,12 @@ t.test('a client hang-up reaches the service at once: mid-stream and before the 
       // otherwise: never answers, like an LLM that is still thinking
     }
   })
-  const gw = await startGateway(t, { CHAT_URL: chat.url })
+  const lookup = (origin: URL, _opts: unknown, cb: (err: NodeJS.ErrnoException | null, addresses: { address: string, family: 4, ttl: number }[]) => void) => {
+    cb(null, [{ address: new URL(chat.url).hostname, family: 4, ttl: 60_000 }])
+  }
+  const gw = via === 'an address literal'
+    ? await startGateway(t, { CHAT_URL: chat.url })
+    : await startGateway(t, { CHAT_URL: `http://chat.internal:${chat.port}` }, { lookup: lookup as never })
 
   const streaming = new AbortController()
   const res = await fetch(`${gw.url}/api/sessions/1/messages?stream`, { method: 'POST', headers, body: '{"content":"hi"}', signal: streaming.signal })
@@ -100,7 +110,7 @@ t.test('a client hang-up reaches the service at once: mid-stream and before the 
   await pending
   await waitFor(() => closed.includes('/api/sessions/2/messages'), { what: 'the service to see the waiting client leave' })
   t.pass('hang-up before the answer propagated')
-})
+}
 
 t.test('a service that is down answers 503 service_unavailable; the other services keep working', async (t) => {
   const auth = await startUpstream(t, { name: 'auth' })

@@ -20,6 +20,8 @@ export class LeanHistogramChild {
   }
 
   observe (value: number): void {
+    // As prom-client's: a NaN or infinite value would poison the sum for good.
+    if (!Number.isFinite(value)) throw new TypeError(`Value is not a valid number: ${value}`)
     const bounds = this.bounds
     let i = 0
     while (i < bounds.length && value > bounds[i]) i++
