@@ -11,7 +11,7 @@ import { startSystem, type ProcName } from '@chat-platform/e2e/support/system.ts
 import { waitFor } from '@chat-platform/platform/testing'
 import type { BenchContext, Results } from './src/context.ts'
 import { createUsers } from './src/http.ts'
-import { describeMachine, machineLine } from './src/machine.ts'
+import { describeMachine, loopbackRtt, machineLine } from './src/machine.ts'
 import { canPin, BENCH_DIR, heapUsedOf, rssOf } from './src/procs.ts'
 import { FULL, QUICK } from './src/profile.ts'
 import { json, markdown, type Memory } from './src/report.ts'
@@ -71,6 +71,7 @@ async function main (): Promise<number> {
   const started = performance.now()
   const startedAt = Date.now()
   const machine = describeMachine()
+  machine.loopback_rtt = await loopbackRtt()
   log(`${values.quick ? 'quick' : 'full'} run on ${machineLine(machine)}`)
   const sim = await startSimulator({ latencyMs: 0 })
   teardowns.teardown(() => sim.close())

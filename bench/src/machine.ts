@@ -1,8 +1,18 @@
-// What the run happened on: cores, CPU model, Node version, kernel, load before and after.
+// What the run happened on: cores, CPU model, Node version, kernel, load before and after, and how long one
+// process takes to answer another over loopback (every hop of the system pays it).
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import { cpus, loadavg, release, totalmem } from 'node:os'
 import { readFileSync } from 'node:fs'
+import { performance } from 'node:perf_hooks'
+import { setTimeout as sleep } from 'node:timers/promises'
+import { median, round } from './stats.ts'
 
-export interface Machine { cores: number, cpu_model: string, node: string, kernel: string, memory_gb: number, loadavg_start: number[], loadavg_end?: number[] }
+/** Round trips of one byte to an echo server in another process (µs, medians): back to back, and each after an idle pause. */
+export interface LoopbackRtt { busy_us: number | null, from_idle_us: number | null }
+
+export interface Machine { cores: number, cpu_model: string, node: string, kernel: string, memory_gb: number, loadavg_start: number[], loadavg_end?: number[], loopback_rtt?: LoopbackRtt }
 
 function cpuModel (): string {
   const fromOs = cpus()[0]?.model?.trim()
@@ -21,5 +31,43 @@ export function describeMachine (): Machine {
   }
 }
 
+const ECHO = `const s = require('node:net').createServer((c) => { c.setNoDelay(true); c.on('data', (d) => c.write(d)) })
+s.listen(0, '127.0.0.1', () => process.send(s.address().port))
+process.on('disconnect', () => process.exit(0))`
+
+/**
+ * The loopback round trip between two processes: `busy` back to back (both stay awake), `from_idle` each after a
+ * pause that lets the cores go idle, as the system's hops do when one exchange at a time flows through it
+ * (stream_ttfb's path has eight such hops). Measured before the system starts, with nothing else running.
+ */
+export async function loopbackRtt (rounds = 200, pauseMs = 3): Promise<LoopbackRtt> {
+  const child = spawn(process.execPath, ['-e', ECHO], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
+  try {
+    const [port] = await once(child, 'message') as [number]
+    const socket = connect(port, '127.0.0.1')
+    socket.setNoDelay(true)
+    await once(socket, 'connect')
+    const ping = async () => {
+      const t0 = performance.now()
+      socket.write('x')
+      await once(socket, 'data')
+      return (performance.now() - t0) * 1000
+    }
+    for (let i = 0; i < 50; i++) await ping()
+    const busy: number[] = []
+    for (let i = 0; i < rounds; i++) busy.push(await ping())
+    const idle: number[] = []
+    for (let i = 0; i < rounds; i++) {
+      await sleep(pauseMs)
+      idle.push(await ping())
+    }
+    socket.destroy()
+    return { busy_us: round(median(busy), 1), from_idle_us: round(median(idle), 1) }
+  } finally {
+    child.kill()
+  }
+}
+
 export const machineLine = (m: Machine) =>
-  `${m.cores} cores, ${m.cpu_model}, ${m.memory_gb} GiB, Node ${m.node}, Linux ${m.kernel}; load average ${m.loadavg_start.join(' ')} at start${m.loadavg_end ? `, ${m.loadavg_end.join(' ')} at end` : ''}`
+  `${m.cores} cores, ${m.cpu_model}, ${m.memory_gb} GiB, Node ${m.node}, Linux ${m.kernel}; load average ${m.loadavg_start.join(' ')} at start${m.loadavg_end ? `, ${m.loadavg_end.join(' ')} at end` : ''}` +
+  (m.loopback_rtt ? `; loopback round trip between two processes ${m.loopback_rtt.busy_us} µs back to back, ${m.loopback_rtt.from_idle_us} µs from idle` : '')

@@ -178,6 +178,10 @@ export async function startSimulator (knobs: Partial<SimulatorKnobs> = {}, opts:
       if (res.destroyed) return
       send({ ...base, choices: [{ index: 0, delta: { content: piece }, logprobs: null, finish_reason: null }] })
       n++
+      // The first token leaves at once, as a provider's does (and as firstChunkAt says): Node corks a chunked
+      // response's writes until the next tick, and without a chunk delay the rest of the reply, written in this
+      // same tick, would hold it back while the simulator composes it.
+      if (n === 1) for (let c = res.socket?.writableCorked ?? 0; c > 0; c--) res.socket!.uncork()
     }
     send({ ...base, choices: [{ index: 0, delta: {}, logprobs: null, finish_reason: finishReason }] })
     if (body.stream_options?.include_usage && !k.omitUsage) send({ ...base, choices: [], usage: usageBody })

@@ -1,4 +1,7 @@
 // The simulator speaks the OpenAI chat completions protocol to the official SDK: JSON, SSE with usage, errors, max_tokens.
+import { spawn } from 'node:child_process'
+import { once } from 'node:events'
+import { connect } from 'node:net'
 import t from 'tap'
 import OpenAI from 'openai'
 import { startSimulator } from '../src/simulator.ts'
@@ -64,4 +67,31 @@ t.test('errorTimes fails only the first requests since the last reset; errorHead
   sim.reset({ reply: 'again', errorStatus: 500, errorTimes: 1 })
   await t.rejects(ask(), 'the count starts over at a reset')
   t.equal((await ask()).choices[0].message.content, 'again')
+})
+
+t.test('a stream\'s first token leaves at once, not after the rest of the reply is composed', async (t) => {
+  // The simulator runs in another process, so each read of this raw socket shows what had been sent by then.
+  const code = `import { startSimulator } from ${JSON.stringify(new URL('../src/simulator.ts', import.meta.url).href)}
+const sim = await startSimulator({ words: 20000, chunkSize: 12 })
+process.send(sim.url)
+process.on('disconnect', () => { sim.close().then(() => process.exit(0)) })`
+  const child = spawn(process.execPath, ['--import', 'tsx', '--input-type=module', '-e', code], { stdio: ['ignore', 'inherit', 'inherit', 'ipc'] })
+  t.teardown(() => { child.kill() })
+  const [url] = await once(child, 'message') as [string]
+  const u = new URL(url)
+  const socket = connect(Number(u.port), u.hostname)
+  t.teardown(() => { socket.destroy() })
+  await once(socket, 'connect')
+  const body = JSON.stringify({ model: 'm', stream: true, messages: [{ role: 'user', content: 'hi' }] })
+  socket.write(`POST ${u.pathname}/chat/completions HTTP/1.1\r\nhost: ${u.host}\r\ncontent-type: application/json\r\ncontent-length: ${Buffer.byteLength(body)}\r\nconnection: close\r\n\r\n${body}`)
+  let first = ''
+  // The status line and headers go out with the first chunk; wait for a read that holds a token.
+  while (!/"content":"[^"]/.test(first)) first += ((await once(socket, 'data')) as [Buffer])[0].toString()
+  t.equal(first.match(/"content":"[^"]/g)!.length, 1, 'the first token arrives alone')
+  t.notMatch(first, /\[DONE\]/)
+  let rest = ''
+  socket.on('data', (b: Buffer) => { rest += b.toString() })
+  await once(socket, 'end')
+  t.ok(rest.match(/"content":"[^"]/g)!.length > 1000, 'the rest of the reply follows')
+  t.match(rest, /data: \[DONE\]/)
 })
