@@ -11,7 +11,7 @@ import { startSystem, type ProcName } from '@chat-platform/e2e/support/system.ts
 import { waitFor } from '@chat-platform/platform/testing'
 import type { BenchContext, Results } from './src/context.ts'
 import { createUsers } from './src/http.ts'
-import { describeMachine, loopbackRtt, machineLine } from './src/machine.ts'
+import { cpuTicks, describeMachine, loopbackRtt, machineLine, stealPct } from './src/machine.ts'
 import { canPin, BENCH_DIR, heapUsedOf, rssOf } from './src/procs.ts'
 import { FULL, QUICK } from './src/profile.ts'
 import { json, markdown, type Memory } from './src/report.ts'
@@ -72,6 +72,7 @@ async function main (): Promise<number> {
   const startedAt = Date.now()
   const machine = describeMachine()
   machine.loopback_rtt = await loopbackRtt()
+  const ticksAtStart = cpuTicks()
   log(`${values.quick ? 'quick' : 'full'} run on ${machineLine(machine)}`)
   const sim = await startSimulator({ latencyMs: 0 })
   teardowns.teardown(() => sim.close())
@@ -127,8 +128,10 @@ async function main (): Promise<number> {
   for (const name of only as SectionName[]) {
     if (interrupted) break
     log(`— ${name}`)
+    const ticks = cpuTicks()
     try {
       await SECTIONS[name](ctx)
+      ;(machine.steal_pct_by_section ??= {})[name] = stealPct(ticks, cpuTicks())
       if (name === 'gateway') { const mp = ctx.extraProcs.get('minimal-proxy'); memory['minimal-proxy'] = { idle: null, after_load: rssOf(mp?.pid) } }
     } catch (err) {
       failed++
@@ -150,6 +153,7 @@ async function main (): Promise<number> {
   }
 
   machine.loadavg_end = loadavg().map((l) => Math.round(l * 100) / 100)
+  machine.steal_pct = stealPct(ticksAtStart, cpuTicks())
   const seconds = (performance.now() - started) / 1000
   const table = markdown(results, memory, machine, profile.quick, seconds)
   process.stdout.write(`${table}\n`)

@@ -12,7 +12,24 @@ import { median, round } from './stats.ts'
 /** Round trips of one byte to an echo server in another process (µs, medians): back to back, and each after an idle pause. */
 export interface LoopbackRtt { busy_us: number | null, from_idle_us: number | null }
 
-export interface Machine { cores: number, cpu_model: string, node: string, kernel: string, memory_gb: number, loadavg_start: number[], loadavg_end?: number[], loopback_rtt?: LoopbackRtt }
+export interface Machine { cores: number, cpu_model: string, node: string, kernel: string, memory_gb: number, loadavg_start: number[], loadavg_end?: number[], loopback_rtt?: LoopbackRtt, steal_pct?: number | null, steal_pct_by_section?: Record<string, number | null> }
+
+/** The machine's CPU time counters so far (clock ticks, all cores): total, and stolen by the hypervisor. */
+export function cpuTicks (): { total: number, steal: number } | null {
+  try {
+    const f = readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number)
+    // user nice system idle iowait irq softirq steal guest guest_nice; guest time is already counted in user.
+    return { total: f.slice(0, 8).reduce((a, b) => a + b, 0), steal: f[7] ?? 0 }
+  } catch {
+    return null
+  }
+}
+
+/** The share of the machine's CPU time the hypervisor took between two readings of cpuTicks (%). */
+export function stealPct (from: ReturnType<typeof cpuTicks>, to: ReturnType<typeof cpuTicks>): number | null {
+  if (!from || !to || to.total <= from.total) return null
+  return round((100 * (to.steal - from.steal)) / (to.total - from.total), 2)
+}
 
 function cpuModel (): string {
   const fromOs = cpus()[0]?.model?.trim()
@@ -70,4 +87,5 @@ export async function loopbackRtt (rounds = 200, pauseMs = 3): Promise<LoopbackR
 
 export const machineLine = (m: Machine) =>
   `${m.cores} cores, ${m.cpu_model}, ${m.memory_gb} GiB, Node ${m.node}, Linux ${m.kernel}; load average ${m.loadavg_start.join(' ')} at start${m.loadavg_end ? `, ${m.loadavg_end.join(' ')} at end` : ''}` +
-  (m.loopback_rtt ? `; loopback round trip between two processes ${m.loopback_rtt.busy_us} µs back to back, ${m.loopback_rtt.from_idle_us} µs from idle` : '')
+  (m.loopback_rtt ? `; loopback round trip between two processes ${m.loopback_rtt.busy_us} µs back to back, ${m.loopback_rtt.from_idle_us} µs from idle` : '') +
+  (m.steal_pct !== undefined && m.steal_pct !== null ? `; CPU time stolen by the hypervisor during the run ${m.steal_pct} %` : '')
