@@ -60,7 +60,10 @@ process.on('disconnect', () => process.exit(0))`
 export async function loopbackRtt (rounds = 200, pauseMs = 3): Promise<LoopbackRtt> {
   const child = spawn(process.execPath, ['-e', ECHO], { stdio: ['ignore', 'ignore', 'inherit', 'ipc'] })
   try {
-    const [port] = await once(child, 'message') as [number]
+    const [port] = await Promise.race([
+      once(child, 'message') as Promise<[number]>,
+      once(child, 'exit').then(([code]) => { throw new Error(`the loopback echo server exited with ${code}`) })
+    ])
     const socket = connect(port, '127.0.0.1')
     socket.setNoDelay(true)
     await once(socket, 'connect')
