@@ -17,7 +17,7 @@ const EDGE_RESPONSES: Record<string, { description: string, publicToo: boolean }
   401: { description: 'Missing, malformed, expired or wrongly signed bearer token (`unauthorized`)', publicToo: false },
   413: { description: 'Body over 1 MiB (`payload_too_large`)', publicToo: true },
   429: { description: 'Rate limited (`rate_limited`); see `Retry-After`', publicToo: true },
-  503: { description: 'The service behind this route cannot be reached (`service_unavailable`)', publicToo: true }
+  503: { description: 'The service behind this route cannot be reached, or cannot take the request now (`service_unavailable`; see `Retry-After` when present)', publicToo: true }
 }
 
 /** Rewrites `#/components/schemas/<from>` references to `<to>` everywhere in `node`. */

@@ -5,7 +5,7 @@ import { createHttpApp, healthPlugin, openapiPlugin, jwtAuthPlugin, loadKeyPair,
 import type { AuthConfig } from './config.ts'
 import type { AuthDeps } from './deps.ts'
 import { LoginThrottle } from './login-throttle.ts'
-import { dummyHash } from './passwords.ts'
+import { dummyHash, passwordHashing, WAITING_PER_SLOT } from './passwords.ts'
 import { authRoutes } from './routes/auth.ts'
 import { profileRoutes } from './routes/profile.ts'
 import { internalRoutes } from './routes/internal.ts'
@@ -31,6 +31,7 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
     maxPerIp: config.LOGIN_MAX_FAILURES_PER_IP,
     windowSeconds: config.LOGIN_FAILURE_WINDOW_SECONDS
   }, app.log)
+  passwordHashing.maxWaiting = config.PASSWORD_HASH_QUEUE_MAX ?? passwordHashing.limit * WAITING_PER_SLOT
 
   app.register(openapiPlugin, { service: 'auth' })
   app.register(healthPlugin, {

@@ -1,16 +1,22 @@
-// Password hashing: argon2id at OWASP's parameters, set explicitly, a dummy hash for unknown emails, and a bound on concurrent hashes.
+// Password hashing: argon2id at OWASP's parameters, set explicitly, a dummy hash for unknown emails, and bounds on
+// concurrent and waiting hashes.
 import { randomBytes } from 'node:crypto'
 import { availableParallelism } from 'node:os'
 import { hash, verify, parseOptions } from '@node-rs/argon2'
+import { ProblemError } from '@chat-platform/platform'
 
 // `Algorithm.Argon2id` is a const enum, which isolatedModules cannot import; its value is 2.
 const ARGON2ID = 2
 /** OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1 (the library defaults have changed between versions). */
 export const PASSWORD_HASH_OPTIONS = { algorithm: ARGON2ID, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const
 
+/** Waiting operations allowed per slot: at ~13 ms an operation, a full queue is about 0.85 s of work. */
+export const WAITING_PER_SLOT = 64
+
 /**
- * Runs at most `limit` tasks at once; the others wait in arrival order. A finished task hands its slot straight to
- * the oldest waiter, so a newcomer cannot overtake the queue.
+ * Runs at most `limit` tasks at once; up to `maxWaiting` others wait in arrival order, and a task beyond those is
+ * refused at once: 503 `service_unavailable` with `Retry-After: 1`, before anything else is done for it. A finished
+ * task hands its slot straight to the oldest waiter, so a newcomer cannot overtake the queue.
  */
 class Slots {
   /** Tasks running now (counted around the task itself, apart from the slot bookkeeping, so tests observe the real thing). */
@@ -21,9 +27,12 @@ class Slots {
   readonly #waiters: Array<() => void> = []
 
   readonly limit: number
+  /** Tasks that may wait for a slot (a test may lower it). */
+  maxWaiting: number
 
-  constructor (limit: number) {
+  constructor (limit: number, maxWaiting: number) {
     this.limit = limit
+    this.maxWaiting = maxWaiting
   }
 
   get waiting (): number {
@@ -32,6 +41,7 @@ class Slots {
 
   async run<T> (task: () => Promise<T>): Promise<T> {
     if (this.#taken < this.limit) this.#taken++
+    else if (this.#waiters.length >= this.maxWaiting) throw busy()
     else await new Promise<void>((resolve) => this.#waiters.push(resolve))
     this.inFlight++
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
@@ -47,12 +57,17 @@ class Slots {
   }
 }
 
+const busy = () => new ProblemError('service_unavailable', 'Too many sign-ins are being checked right now; try again in a moment.', { headers: { 'retry-after': '1' } })
+
 /**
  * Every argon2 hash and verification goes through here. Each allocates 19 MiB on libuv's thread pool (4 threads), so
  * a burst of logins held 4 × 19 MiB at once; with more operations than cores we gain no throughput, only memory (and
- * give a login flood a lever on auth's RSS). So at most one per core runs; the rest wait, first come first served.
+ * give a login flood a lever on auth's RSS). So at most one per core runs; the rest wait, first come first served,
+ * up to `WAITING_PER_SLOT` per core: past that a flood is answered 503 at once instead of making every sign-in wait
+ * behind it for as long as it lasts.
  */
-export const passwordHashing = new Slots(Math.max(1, availableParallelism()))
+const slots = Math.max(1, availableParallelism())
+export const passwordHashing = new Slots(slots, slots * WAITING_PER_SLOT)
 
 export async function hashPassword (password: string): Promise<string> {
   return await passwordHashing.run(() => hash(password, PASSWORD_HASH_OPTIONS))
@@ -61,7 +76,11 @@ export async function hashPassword (password: string): Promise<string> {
 let dummy: Promise<string> | undefined
 /** A hash of a random password with the same parameters, so an unknown email costs what a wrong password costs. */
 export function dummyHash (): Promise<string> {
-  dummy ??= hashPassword(randomBytes(32).toString('base64url'))
+  // A failed attempt (a full queue) is not kept: the next call tries again.
+  dummy ??= hashPassword(randomBytes(32).toString('base64url')).catch((err: unknown) => {
+    dummy = undefined
+    throw err
+  })
   return dummy
 }
 
@@ -73,8 +92,15 @@ export function dummyHash (): Promise<string> {
 export async function verifyPassword (stored: string | null | undefined, password: string, onVerify?: () => void): Promise<boolean> {
   // Awaited before taking a slot: making the dummy hash needs a slot of its own.
   const target = stored ?? await dummyHash()
-  onVerify?.()
-  const ok = await passwordHashing.run(() => verify(target, password)).catch(() => false)
+  // A corrupt stored hash is a wrong password; a full queue (503) is not, and propagates.
+  const ok = await passwordHashing.run(async () => {
+    onVerify?.()
+    try {
+      return await verify(target, password)
+    } catch {
+      return false
+    }
+  })
   return ok && !!stored
 }
 

@@ -11,6 +11,7 @@ t.test('defaults', async (t) => {
   t.equal(c.LOGIN_MAX_FAILURES_PER_EMAIL_IP, 10)
   t.equal(c.LOGIN_MAX_FAILURES_PER_EMAIL, 100)
   t.equal(c.LOGIN_MAX_FAILURES_PER_IP, 100)
+  t.equal(c.PASSWORD_HASH_QUEUE_MAX, undefined, '64 per core, set by the app')
   t.equal(c.JWT_ISSUER, 'chat-platform')
   t.equal(c.WECHAT_API_BASE, 'https://api.weixin.qq.com')
   t.equal(c.WECHAT_APPID, undefined)

@@ -1,8 +1,10 @@
-// Password hashing: argon2id with explicit OWASP parameters, verification, the dummy hash, rehash detection, the bound on concurrent hashes.
+// Password hashing: argon2id with explicit OWASP parameters, verification, the dummy hash, rehash detection, the bounds on
+// concurrent and waiting hashes.
 import t from 'tap'
 import { hash, parseOptions } from '@node-rs/argon2'
 import { availableParallelism } from 'node:os'
-import { hashPassword, verifyPassword, needsRehash, dummyHash, passwordHashing, PASSWORD_HASH_OPTIONS } from '../src/passwords.ts'
+import { ProblemError } from '@chat-platform/platform'
+import { hashPassword, verifyPassword, needsRehash, dummyHash, passwordHashing, PASSWORD_HASH_OPTIONS, WAITING_PER_SLOT } from '../src/passwords.ts'
 
 t.test('hashes are argon2id m=19456 t=2 p=1 with a random salt', async (t) => {
   const a = await hashPassword('hunter2-hunter2')
@@ -84,4 +86,53 @@ t.test('a failing operation releases its slot', async (t) => {
   t.equal(passwordHashing.inFlight, n)
   t.equal(passwordHashing.waiting, 1)
   t.same(await Promise.all(after), after.map(() => true))
+})
+
+/** Fills every slot and `waiting` places of the queue with tasks that finish when `release` is called. */
+function occupy (waiting: number): { release: () => Promise<void> } {
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  const held = Array.from({ length: passwordHashing.limit + waiting }, () => passwordHashing.run(() => gate))
+  return { release: async () => { open(); await Promise.all(held) } }
+}
+
+t.test('past WAITING_PER_SLOT waiting per core, an operation is refused at once: 503 with Retry-After, nothing run', async (t) => {
+  t.equal(passwordHashing.maxWaiting, passwordHashing.limit * WAITING_PER_SLOT)
+  const stored = await hashPassword('right password')
+  const saved = passwordHashing.maxWaiting
+  passwordHashing.maxWaiting = 3
+  t.teardown(() => { passwordHashing.maxWaiting = saved })
+
+  const held = occupy(3)
+  t.equal(passwordHashing.waiting, 3, 'the queue is full')
+  let verified = 0
+  for (const attempt of [() => verifyPassword(stored, 'right password', () => { verified++ }), () => hashPassword('another password')]) {
+    const err = await attempt().then(() => null, (e: unknown) => e) as ProblemError | null
+    t.ok(err instanceof ProblemError, 'refused, not answered false')
+    t.equal(err?.code, 'service_unavailable')
+    t.equal(err?.statusCode, 503)
+    t.same(err?.headers, { 'retry-after': '1' })
+  }
+  t.equal(verified, 0, 'a refused verification is not counted as one')
+  t.equal(passwordHashing.waiting, 3, 'refused operations did not join the queue')
+  await held.release()
+  t.equal(await verifyPassword(stored, 'right password', () => { verified++ }), true, 'once drained, operations run again')
+  t.equal(verified, 1)
+})
+
+t.test('a dummy hash refused by a full queue is not kept: the next unknown-email check makes it', async (t) => {
+  // A module instance of its own, whose dummy hash has not been made yet.
+  const fresh = await import(`../src/passwords.ts?dummy=${Date.now()}`) as typeof import('../src/passwords.ts')
+  t.not(fresh.passwordHashing, passwordHashing, 'another instance')
+  const saved = fresh.passwordHashing.maxWaiting
+  fresh.passwordHashing.maxWaiting = 0
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  const held = Array.from({ length: fresh.passwordHashing.limit }, () => fresh.passwordHashing.run(() => gate))
+  await t.rejects(fresh.verifyPassword(null, 'anything'), { code: 'service_unavailable' })
+  open()
+  await Promise.all(held)
+  fresh.passwordHashing.maxWaiting = saved
+  t.equal(await fresh.verifyPassword(null, 'anything'), false, 'answered, not refused again by a kept rejection')
+  t.match(await fresh.dummyHash(), /^\$argon2id\$/)
 })

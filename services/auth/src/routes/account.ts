@@ -38,7 +38,7 @@ export async function accountRoutes (fastify: FastifyInstance, opts: AccountRout
       summary: 'Change the password (the old one required); every other session of the user ends',
       security: [{ bearer: [] }],
       body: ChangePasswordBodySchema,
-      response: { 200: ChangePasswordResponseSchema, ...problems(400, 401, 429) }
+      response: { 200: ChangePasswordResponseSchema, ...problems(400, 401, 429, 503) }
     },
     onRequest: app.authenticate
   }, async (request) => {
@@ -73,7 +73,7 @@ export async function accountRoutes (fastify: FastifyInstance, opts: AccountRout
       summary: 'Delete the account: personal data and chat content go, the ledger stays',
       security: [{ bearer: [] }],
       body: DeleteAccountBodySchema,
-      response: { 200: MessageResponseSchema, ...problems(400, 401, 403, 429) }
+      response: { 200: MessageResponseSchema, ...problems(400, 401, 403, 429, 503) }
     },
     onRequest: app.authenticate,
     // The body is optional for an account without a password: none at all means {}.

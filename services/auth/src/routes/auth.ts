@@ -40,7 +40,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
       tags: ['auth'],
       summary: 'Register with email, password and nickname',
       body: RegisterBodySchema,
-      response: { 200: RegisterResponseSchema, ...problems(400, 409) }
+      response: { 200: RegisterResponseSchema, ...problems(400, 409, 503) }
     },
     preValidation: trimFields('email', 'nickname')
   }, async (request) => {
@@ -58,7 +58,7 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
       tags: ['auth'],
       summary: 'Log in with email and password: an access token and a refresh token',
       body: EmailLoginBodySchema,
-      response: { 200: TokenResponseSchema, ...problems(400, 401, 429) }
+      response: { 200: TokenResponseSchema, ...problems(400, 401, 429, 503) }
     }
   }, async (request) => {
     const email = normalizeEmail(request.body.email)

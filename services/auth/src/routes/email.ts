@@ -55,7 +55,7 @@ export async function emailRoutes (fastify: FastifyInstance, opts: EmailRoutesOp
   })
 
   app.post('/api/auth/password-reset/confirm', {
-    schema: { tags: ['auth'], summary: 'Set a new password with the mailed code; every session of the user ends', body: PasswordResetConfirmBodySchema, response: { 200: MessageResponseSchema, ...problems(400) } }
+    schema: { tags: ['auth'], summary: 'Set a new password with the mailed code; every session of the user ends', body: PasswordResetConfirmBodySchema, response: { 200: MessageResponseSchema, ...problems(400, 503) } }
   }, async (request) => {
     const email = normalizeEmail(request.body.email)
     const user = await findUserByEmail(db, email)

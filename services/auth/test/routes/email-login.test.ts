@@ -1,9 +1,11 @@
-// POST /api/auth/email-login: the token's claims, the stored admin role and its short tokens, one hash check whatever the email, rehash.
+// POST /api/auth/email-login: the token's claims, the stored admin role and its short tokens, one hash check whatever the email,
+// rehash, a flood past the argon2 queue.
 import t from 'tap'
 import { hash, parseOptions } from '@node-rs/argon2'
 import { buildTestApp, bearer } from '../helper.ts'
 import { decodeJwt } from '../jwt.ts'
 import { setUserRoleByEmail } from '../../src/db/repositories/users.ts'
+import { passwordHashing } from '../../src/passwords.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -147,4 +149,32 @@ t.test('a hash made with weaker parameters is upgraded at the next successful lo
   const row = await s.deps.db.selectFrom('users').select('password_hash').where('id', '=', u.user_id).executeTakeFirstOrThrow()
   t.equal(parseOptions(row.password_hash!).memoryCost, 19456)
   t.equal((await s.login(u.email, u.password)).statusCode, 200, 'the new hash verifies')
+})
+
+t.test('a login flood past the argon2 queue is 503 at once, with Retry-After, and counts neither an attempt nor a verification', async (t) => {
+  const s = await buildTestApp(t, { LOGIN_MAX_FAILURES_PER_EMAIL_IP: '2' })
+  const u = await s.register({ email: 'flooded@example.com' })
+  const saved = passwordHashing.maxWaiting
+  passwordHashing.maxWaiting = 1
+  t.teardown(() => { passwordHashing.maxWaiting = saved })
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  const held = Array.from({ length: passwordHashing.limit + 1 }, () => passwordHashing.run(() => gate))
+
+  const before = await s.verifications()
+  for (const password of ['wrong 1', 'wrong 2', 'wrong 3', u.password]) {
+    const res = await s.login(u.email, password)
+    t.equal(res.statusCode, 503, password)
+    t.equal(res.headers['retry-after'], '1')
+    t.match(res.headers['content-type'], /^application\/problem\+json/)
+    t.equal(res.json().code, 'service_unavailable')
+  }
+  t.equal(await s.verifications(), before, 'no verification counted')
+
+  open()
+  await Promise.all(held)
+  // Three refused wrong passwords were not counted: with a limit of 2 per (email, IP), one more wrong one is still
+  // a 401 and the right one logs in.
+  t.equal((await s.login(u.email, 'wrong 4')).statusCode, 401)
+  t.equal((await s.login(u.email, u.password)).statusCode, 200)
 })

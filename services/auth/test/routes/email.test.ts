@@ -1,8 +1,10 @@
-// Codes by mail through a real SMTP server on loopback: password reset, email verification, their limits, the development mailbox, 503 without mail in production.
+// Codes by mail through a real SMTP server on loopback: password reset, email verification, their limits, the development mailbox, 503 without mail in production,
+// a reset refused by a full argon2 queue.
 import t from 'tap'
 import { waitFor, testKeys } from '@chat-platform/platform/testing'
 import { buildTestApp, bearer, type TestApp } from '../helper.ts'
 import { startFakeSmtp } from '../fake-smtp.ts'
+import { passwordHashing } from '../../src/passwords.ts'
 
 const post = (s: TestApp, url: string, payload?: object, token?: string) =>
   s.app.inject({ method: 'POST', url, payload, headers: token ? bearer(token) : {} })
@@ -150,4 +152,31 @@ t.test('SIGNUP_BONUS_ON=verified_email: auth.user.registered waits for the verif
   await waitFor(() => smtp.to(v.email).length === 2, { what: 'the reset mail' })
   t.equal((await post(s, '/api/auth/password-reset/confirm', { email: v.email, code: smtp.lastCode(v.email), new_password: 'brand-new-pass' })).statusCode, 200)
   t.equal(await registered(v.user_id), 1, 'published when a reset verified the address')
+})
+
+t.test('a reset refused by a full argon2 queue (503) leaves its code unused and the password as it was', async (t) => {
+  const smtp = await startFakeSmtp(t)
+  const s = await buildTestApp(t, { MAIL_URL: smtp.url })
+  const u = await s.register()
+  t.equal((await post(s, '/api/auth/password-reset', { email: u.email })).statusCode, 200)
+  await waitFor(() => smtp.to(u.email).length === 2, { what: 'the reset mail' })
+  const code = smtp.lastCode(u.email)!
+
+  const saved = passwordHashing.maxWaiting
+  passwordHashing.maxWaiting = 0
+  t.teardown(() => { passwordHashing.maxWaiting = saved })
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  const held = Array.from({ length: passwordHashing.limit }, () => passwordHashing.run(() => gate))
+  const refused = await post(s, '/api/auth/password-reset/confirm', { email: u.email, code, new_password: 'brand-new-pass' })
+  t.equal(refused.statusCode, 503)
+  t.equal(refused.headers['retry-after'], '1')
+  open()
+  await Promise.all(held)
+  passwordHashing.maxWaiting = saved
+
+  t.equal((await s.login(u.email, u.password)).statusCode, 200, 'the password did not change')
+  const ok = await post(s, '/api/auth/password-reset/confirm', { email: u.email, code, new_password: 'brand-new-pass' })
+  t.equal(ok.statusCode, 200, 'the same code still works')
+  t.equal((await s.login(u.email, 'brand-new-pass')).statusCode, 200)
 })
