@@ -93,7 +93,8 @@ async function errorHandler (app: FastifyInstance) {
   app.setErrorHandler((err: FastifyError, request: FastifyRequest, reply: FastifyReply) => {
     const c = classify(err)
     const status = ErrorCodes[c.code].status
-    if (status >= 500) request.log.error({ err }, 'request failed')
+    if (err instanceof ProblemError && err.shed) request.log.warn({ code: c.code, detail: c.detail }, 'request shed')
+    else if (status >= 500) request.log.error({ err }, 'request failed')
     else request.log.info({ code: c.code, detail: c.detail }, 'request rejected')
     return sendProblem(reply, c.code, c.detail, { headers: c.headers, errors: c.errors })
   })

@@ -6,14 +6,20 @@ export class ProblemError extends Error {
   readonly code: ErrorCode
   readonly headers: Record<string, string>
   readonly errors?: { path: string, message: string }[]
+  /**
+   * Load shedding: work refused because the service is full right now, not because anything failed. The error
+   * handler logs it as a warning without a stack (a flood would otherwise write an error and a stack per request).
+   */
+  readonly shed: boolean
 
-  constructor (code: ErrorCode, detail: string, opts: { headers?: Record<string, string>, errors?: { path: string, message: string }[], cause?: unknown } = {}) {
+  constructor (code: ErrorCode, detail: string, opts: { headers?: Record<string, string>, errors?: { path: string, message: string }[], cause?: unknown, shed?: boolean } = {}) {
     super(detail, { cause: opts.cause })
     this.name = 'ProblemError'
     this.code = code
     this.statusCode = ErrorCodes[code].status
     this.headers = opts.headers ?? {}
     if (opts.errors) this.errors = opts.errors
+    this.shed = opts.shed ?? false
   }
 }
 

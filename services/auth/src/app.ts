@@ -41,7 +41,14 @@ export function buildApp (deps: AuthDeps, config: AuthConfig, opts: BuildOptions
   app.register(jwtAuthPlugin, { publicKey: keys.publicKey, privateKey: keys.privateKey, issuer: config.JWT_ISSUER, ttlSeconds: config.JWT_TTL, revocations: deps.revocations.list })
   // Every email login does exactly one argon2 verification, known email or not; this counts them.
   const verifications = new Counter({ name: 'auth_password_verifications_total', help: 'argon2 password verifications (email logins, dummy hash included)', registers: [] })
-  app.after(() => { app.metrics.registerMetric(verifications) })
+  // argon2 operations refused with 503 because the queue was full (passwordHashing.refused, read at scrape time).
+  const refused = new Counter({
+    name: 'auth_password_hash_refused_total',
+    help: 'argon2 operations refused with 503 service_unavailable because PASSWORD_HASH_QUEUE_MAX were already waiting',
+    registers: [],
+    collect () { this.reset(); this.inc(passwordHashing.refused) }
+  })
+  app.after(() => { app.metrics.registerMetric(verifications); app.metrics.registerMetric(refused) })
   app.register(authRoutes, { db: deps.db, redis: deps.redis, config, throttle, verifications, mailer: deps.mailer })
   app.register(sessionRoutes, { db: deps.db, config })
   app.register(accountRoutes, { db: deps.db, config, throttle, verifications })

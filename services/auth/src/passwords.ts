@@ -10,8 +10,12 @@ const ARGON2ID = 2
 /** OWASP Password Storage Cheat Sheet: argon2id, m=19 MiB, t=2, p=1 (the library defaults have changed between versions). */
 export const PASSWORD_HASH_OPTIONS = { algorithm: ARGON2ID, memoryCost: 19456, timeCost: 2, parallelism: 1 } as const
 
-/** Waiting operations allowed per slot: at ~13 ms an operation, a full queue is about 0.85 s of work. */
-export const WAITING_PER_SLOT = 64
+/**
+ * Waiting operations allowed per slot: at ~13 ms an operation, a full queue is about 0.2 s of work. Kept well
+ * under what one gateway sends auth at once (`UPSTREAM_CONNECTIONS`, 128) on a few cores, so a flood meets this
+ * bound, not the gateway's queue.
+ */
+export const WAITING_PER_SLOT = 16
 
 /**
  * Runs at most `limit` tasks at once; up to `maxWaiting` others wait in arrival order, and a task beyond those is
@@ -39,10 +43,23 @@ class Slots {
     return this.#waiters.length
   }
 
+  /** Operations refused so far (auth_password_hash_refused_total). */
+  refused = 0
+
+  /** Throws the 503 `run` would throw now: a request can be refused before it does any other work. */
+  ensureRoom (): void {
+    if (this.#taken >= this.limit && this.#waiters.length >= this.maxWaiting) {
+      this.refused++
+      throw busy()
+    }
+  }
+
   async run<T> (task: () => Promise<T>): Promise<T> {
     if (this.#taken < this.limit) this.#taken++
-    else if (this.#waiters.length >= this.maxWaiting) throw busy()
-    else await new Promise<void>((resolve) => this.#waiters.push(resolve))
+    else {
+      this.ensureRoom()
+      await new Promise<void>((resolve) => this.#waiters.push(resolve))
+    }
     this.inFlight++
     this.maxInFlight = Math.max(this.maxInFlight, this.inFlight)
     try {
@@ -57,7 +74,7 @@ class Slots {
   }
 }
 
-const busy = () => new ProblemError('service_unavailable', 'Too many sign-ins are being checked right now; try again in a moment.', { headers: { 'retry-after': '1' } })
+const busy = () => new ProblemError('service_unavailable', 'Too many sign-ins are being checked right now; try again in a moment.', { headers: { 'retry-after': '1' }, shed: true })
 
 /**
  * Every argon2 hash and verification goes through here. Each allocates 19 MiB on libuv's thread pool (4 threads), so

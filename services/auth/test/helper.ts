@@ -24,6 +24,8 @@ export interface TestApp {
   tokenFor: (email: string, password: string) => Promise<string>
   /** argon2 verifications so far (the app's auth_password_verifications_total). */
   verifications: () => Promise<number>
+  /** A counter's value in the app's registry. */
+  metric: (name: string) => Promise<number>
 }
 
 let seq = 0
@@ -66,6 +68,11 @@ export async function buildTestApp (t: Teardown, env: Record<string, string | un
   // on them: a test counting attempts must not start on a connection still opening (slow under load).
   await waitFor(() => deps.redis.status === 'ready', { what: 'auth redis connection ready' })
 
+  const metric = async (name: string) => {
+    const m = app.metrics.getSingleMetric(name)
+    if (!m) throw new Error(`${name} is not registered`)
+    return (await m.get()).values[0]?.value ?? 0
+  }
   const login: TestApp['login'] = (email, password, remoteAddress) =>
     app.inject({ method: 'POST', url: '/api/auth/email-login', payload: { email, password }, remoteAddress })
 
@@ -87,11 +94,8 @@ export async function buildTestApp (t: Teardown, env: Record<string, string | un
       if (res.statusCode !== 200) throw new Error(`login failed: ${res.statusCode} ${res.body}`)
       return res.json().access_token
     },
-    async verifications () {
-      const metric = app.metrics.getSingleMetric('auth_password_verifications_total')
-      if (!metric) throw new Error('auth_password_verifications_total is not registered')
-      return (await metric.get()).values[0]?.value ?? 0
-    }
+    verifications: async () => await metric('auth_password_verifications_total'),
+    metric
   }
 }
 

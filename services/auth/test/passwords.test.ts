@@ -1,6 +1,6 @@
 // Password hashing: argon2id with explicit OWASP parameters, verification, the dummy hash, rehash detection, the bounds on
 // concurrent and waiting hashes.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import { hash, parseOptions } from '@node-rs/argon2'
 import { availableParallelism } from 'node:os'
 import { ProblemError } from '@chat-platform/platform'
@@ -88,10 +88,11 @@ t.test('a failing operation releases its slot', async (t) => {
   t.same(await Promise.all(after), after.map(() => true))
 })
 
-/** Fills every slot and `waiting` places of the queue with tasks that finish when `release` is called. */
-function occupy (waiting: number): { release: () => Promise<void> } {
+/** Fills every slot and `waiting` places of the queue with tasks that finish when `release` is called (or at teardown). */
+function occupy (t: Test, waiting: number): { release: () => Promise<void> } {
   let open!: () => void
   const gate = new Promise<void>((resolve) => { open = resolve })
+  t.teardown(() => open())
   const held = Array.from({ length: passwordHashing.limit + waiting }, () => passwordHashing.run(() => gate))
   return { release: async () => { open(); await Promise.all(held) } }
 }
@@ -103,8 +104,11 @@ t.test('past WAITING_PER_SLOT waiting per core, an operation is refused at once:
   passwordHashing.maxWaiting = 3
   t.teardown(() => { passwordHashing.maxWaiting = saved })
 
-  const held = occupy(3)
+  t.doesNotThrow(() => passwordHashing.ensureRoom(), 'room while a slot or a waiting place is free')
+  const held = occupy(t, 3)
   t.equal(passwordHashing.waiting, 3, 'the queue is full')
+  const refusedBefore = passwordHashing.refused
+  t.throws(() => passwordHashing.ensureRoom(), { code: 'service_unavailable', shed: true }, 'ensureRoom refuses as run would')
   let verified = 0
   for (const attempt of [() => verifyPassword(stored, 'right password', () => { verified++ }), () => hashPassword('another password')]) {
     const err = await attempt().then(() => null, (e: unknown) => e) as ProblemError | null
@@ -114,6 +118,7 @@ t.test('past WAITING_PER_SLOT waiting per core, an operation is refused at once:
     t.same(err?.headers, { 'retry-after': '1' })
   }
   t.equal(verified, 0, 'a refused verification is not counted as one')
+  t.equal(passwordHashing.refused - refusedBefore, 3, 'every refusal counted once')
   t.equal(passwordHashing.waiting, 3, 'refused operations did not join the queue')
   await held.release()
   t.equal(await verifyPassword(stored, 'right password', () => { verified++ }), true, 'once drained, operations run again')
@@ -128,6 +133,7 @@ t.test('a dummy hash refused by a full queue is not kept: the next unknown-email
   fresh.passwordHashing.maxWaiting = 0
   let open!: () => void
   const gate = new Promise<void>((resolve) => { open = resolve })
+  t.teardown(() => open())
   const held = Array.from({ length: fresh.passwordHashing.limit }, () => fresh.passwordHashing.run(() => gate))
   await t.rejects(fresh.verifyPassword(null, 'anything'), { code: 'service_unavailable' })
   open()

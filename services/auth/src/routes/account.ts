@@ -10,7 +10,7 @@ import type { Database } from '../db/database.ts'
 import { findUserById, setUserPasswordHash } from '../db/repositories/users.ts'
 import { findRefreshFamily } from '../db/repositories/sessions.ts'
 import { writeUserDeleted } from '../events/user-deleted.ts'
-import { hashPassword, verifyPassword } from '../passwords.ts'
+import { hashPassword, passwordHashing, verifyPassword } from '../passwords.ts'
 import { issueAccessToken } from '../access-token.ts'
 import { endAllSessions, startSessionIn, type SessionContext } from '../sessions.ts'
 import type { LoginThrottle } from '../login-throttle.ts'
@@ -45,6 +45,7 @@ export async function accountRoutes (fastify: FastifyInstance, opts: AccountRout
     const user = await findUserById(db, request.user.id)
     if (!user) throw unauthorized('The account behind this token no longer exists.')
     if (!user.email || !user.password_hash) throw validationFailed('/old_password', 'this account has no password (it signs in with WeChat)')
+    passwordHashing.ensureRoom()
     // A stolen access token must not become a way to guess the password: counted like a login attempt.
     await throttle.attempt(user.email, request.ip)
     let ok: boolean
@@ -85,6 +86,7 @@ export async function accountRoutes (fastify: FastifyInstance, opts: AccountRout
       const password = request.body.password
       if (!password) throw validationFailed('/password', 'is required to delete an account with a password')
       const key = user.email ?? `user:${user.id}`
+      passwordHashing.ensureRoom()
       await throttle.attempt(key, request.ip)
       let ok: boolean
       try {

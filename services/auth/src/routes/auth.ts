@@ -9,7 +9,7 @@ import { normalizeEmail, wechatApps, type AuthConfig } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { findUserByEmail, findUserById, setUserPasswordHash } from '../db/repositories/users.ts'
 import { registerWithEmail, findOrCreateWechatUser } from '../accounts.ts'
-import { hashPassword, verifyPassword, needsRehash } from '../passwords.ts'
+import { hashPassword, verifyPassword, needsRehash, passwordHashing } from '../passwords.ts'
 import { issueTokenPair } from '../access-token.ts'
 import { readTokens } from '../balances.ts'
 import { code2Session } from '../wechat.ts'
@@ -62,6 +62,8 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
     }
   }, async (request) => {
     const email = normalizeEmail(request.body.email)
+    // A flood past the argon2 queue is refused before it costs a throttle round trip or a lookup (503).
+    passwordHashing.ensureRoom()
     // Counted before anything is looked up or hashed: parallel guesses are throttled like sequential ones.
     await throttle.attempt(email, request.ip)
     let user: Awaited<ReturnType<typeof findUserByEmail>>
@@ -77,7 +79,16 @@ export async function authRoutes (fastify: FastifyInstance, opts: AuthRoutesOpti
     }
     if (!user || !ok) throw new ProblemError('invalid_credentials', 'The email or password is wrong.')
     await throttle.succeeded(email, request.ip)
-    if (needsRehash(user.password_hash!)) await setUserPasswordHash(db, user.id, await hashPassword(request.body.password))
+    if (needsRehash(user.password_hash!)) {
+      // Best effort: the password was right, so a full argon2 queue must not turn the login into a 503; the next login
+      // upgrades the hash.
+      try {
+        await setUserPasswordHash(db, user.id, await hashPassword(request.body.password))
+      } catch (err) {
+        if (!(err instanceof ProblemError && err.shed)) throw err
+        request.log.warn({ user_id: user.id }, 'password hash upgrade skipped: the argon2 queue is full')
+      }
+    }
     return await issueTokenPair(app, db, user, lifetimes)
   })
 

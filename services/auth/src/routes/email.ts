@@ -8,7 +8,7 @@ import { internalRouteSchema, ProblemError, unauthorized, validationFailed } fro
 import { normalizeEmail, type AuthConfig } from '../config.ts'
 import type { Database } from '../db/database.ts'
 import { findUserByEmail, findUserById } from '../db/repositories/users.ts'
-import { hashPassword } from '../passwords.ts'
+import { hashPassword, passwordHashing } from '../passwords.ts'
 import { codeMail, consumeCode, issueCode } from '../email-codes.ts'
 import { endAllSessions } from '../sessions.ts'
 import { markEmailVerified } from '../accounts.ts'
@@ -58,6 +58,10 @@ export async function emailRoutes (fastify: FastifyInstance, opts: EmailRoutesOp
     schema: { tags: ['auth'], summary: 'Set a new password with the mailed code; every session of the user ends', body: PasswordResetConfirmBodySchema, response: { 200: MessageResponseSchema, ...problems(400, 503) } }
   }, async (request) => {
     const email = normalizeEmail(request.body.email)
+    // The new password is hashed inside the transaction, after the code is consumed: refused now (503, before the
+    // lookup, so known and unknown addresses are refused alike), no transaction is opened; refused there, it rolls
+    // back and the code stays unused.
+    passwordHashing.ensureRoom()
     const user = await findUserByEmail(db, email)
     if (!user) throw codeInvalid()
     const ctx = sessionCtx(request.id)

@@ -2,6 +2,7 @@
 // rehash, a flood past the argon2 queue.
 import t from 'tap'
 import { hash, parseOptions } from '@node-rs/argon2'
+import { waitFor } from '@chat-platform/platform/testing'
 import { buildTestApp, bearer } from '../helper.ts'
 import { decodeJwt } from '../jwt.ts'
 import { setUserRoleByEmail } from '../../src/db/repositories/users.ts'
@@ -151,6 +152,41 @@ t.test('a hash made with weaker parameters is upgraded at the next successful lo
   t.equal((await s.login(u.email, u.password)).statusCode, 200, 'the new hash verifies')
 })
 
+t.test('a full argon2 queue skips the upgrade of a hash with other parameters, never the login: the next login upgrades it', async (t) => {
+  const s = await buildTestApp(t)
+  const u = await s.register({ email: 'old-busy@example.com' })
+  // Other parameters than today's, and slow to verify (t=30, ~0.2 s), so the test sees the verification running.
+  const other = await hash(u.password, { algorithm: 2, memoryCost: 19456, timeCost: 30, parallelism: 1 })
+  await s.deps.db.updateTable('users').set({ password_hash: other }).where('id', '=', u.user_id).execute()
+  const stored = async () => (await s.deps.db.selectFrom('users').select('password_hash').where('id', '=', u.user_id).executeTakeFirstOrThrow()).password_hash!
+
+  // Every slot but one held, one waiting place: the login's verification takes the last slot. While it runs, a task
+  // takes the waiting place and then there is none (maxWaiting 0 no longer admits a waiter, and does not evict one).
+  // The verification over, that task gets its slot: every slot is busy and no one may wait when the upgrade asks.
+  const saved = passwordHashing.maxWaiting
+  t.teardown(() => { passwordHashing.maxWaiting = saved })
+  passwordHashing.maxWaiting = 1
+  let open!: () => void
+  const gate = new Promise<void>((resolve) => { open = resolve })
+  t.teardown(() => open())
+  const held = Array.from({ length: passwordHashing.limit - 1 }, () => passwordHashing.run(() => gate))
+  const before = await s.verifications()
+  const login = s.login(u.email, u.password)
+  await waitFor(() => passwordHashing.inFlight === passwordHashing.limit, { what: 'the login verifying', intervalMs: 1 })
+  t.equal(await s.verifications(), before + 1, 'the slot taken is the login\'s verification')
+  held.push(passwordHashing.run(() => gate))
+  passwordHashing.maxWaiting = 0
+
+  t.equal((await login).statusCode, 200, 'the right password logs in')
+  t.equal(await stored(), other, 'the upgrade was skipped')
+  t.match(s.logs(), /password hash upgrade skipped/)
+  open()
+  await Promise.all(held)
+  passwordHashing.maxWaiting = saved
+  t.equal((await s.login(u.email, u.password)).statusCode, 200)
+  t.equal(parseOptions(await stored()).timeCost, 2, 'upgraded at the next login')
+})
+
 t.test('a login flood past the argon2 queue is 503 at once, with Retry-After, and counts neither an attempt nor a verification', async (t) => {
   const s = await buildTestApp(t, { LOGIN_MAX_FAILURES_PER_EMAIL_IP: '2' })
   const u = await s.register({ email: 'flooded@example.com' })
@@ -159,9 +195,11 @@ t.test('a login flood past the argon2 queue is 503 at once, with Retry-After, an
   t.teardown(() => { passwordHashing.maxWaiting = saved })
   let open!: () => void
   const gate = new Promise<void>((resolve) => { open = resolve })
+  t.teardown(() => open())
   const held = Array.from({ length: passwordHashing.limit + 1 }, () => passwordHashing.run(() => gate))
 
   const before = await s.verifications()
+  const refusedBefore = await s.metric('auth_password_hash_refused_total')
   for (const password of ['wrong 1', 'wrong 2', 'wrong 3', u.password]) {
     const res = await s.login(u.email, password)
     t.equal(res.statusCode, 503, password)
@@ -170,6 +208,9 @@ t.test('a login flood past the argon2 queue is 503 at once, with Retry-After, an
     t.equal(res.json().code, 'service_unavailable')
   }
   t.equal(await s.verifications(), before, 'no verification counted')
+  t.equal(await s.metric('auth_password_hash_refused_total') - refusedBefore, 4, 'every refusal in /metrics')
+  t.match(s.logs(), /"msg":"request shed"/, 'logged as shed')
+  t.notMatch(s.logs(), /"msg":"request failed"/, 'not as a failure (no error line, no stack, per refused request)')
 
   open()
   await Promise.all(held)

@@ -167,6 +167,7 @@ t.test('a reset refused by a full argon2 queue (503) leaves its code unused and 
   t.teardown(() => { passwordHashing.maxWaiting = saved })
   let open!: () => void
   const gate = new Promise<void>((resolve) => { open = resolve })
+  t.teardown(() => open())
   const held = Array.from({ length: passwordHashing.limit }, () => passwordHashing.run(() => gate))
   const refused = await post(s, '/api/auth/password-reset/confirm', { email: u.email, code, new_password: 'brand-new-pass' })
   t.equal(refused.statusCode, 503)
