@@ -35,7 +35,7 @@ export const AuthConfigSchema = Type.Object({
   /** Login attempts per client IP (any emails) within the window before 429. */
   LOGIN_MAX_FAILURES_PER_IP: Type.Integer({ default: 100, minimum: 1 }),
   LOGIN_FAILURE_WINDOW_SECONDS: Type.Integer({ default: 900, minimum: 1 }),
-  /** argon2 operations that may wait for a core before one more is refused with 503 (unset: 64 per core). */
+  /** argon2 operations that may wait for a core before one more is refused with 503 (unset: 16 per core). */
   PASSWORD_HASH_QUEUE_MAX: Type.Optional(Type.Integer({ minimum: 0, maximum: 100_000 })),
   /** SMTP server for code mails: smtp://user:pass@host:587 (STARTTLS when offered) or smtps://user:pass@host:465. Unset: a development mailbox, or 503 for the mail routes in production. */
   MAIL_URL: Type.Optional(Type.String({ pattern: '^smtps?://' })),
