@@ -1,4 +1,5 @@
 // Merges the services' OpenAPI documents into the gateway's one document: paths, schemas (renamed on conflict), security, edge errors.
+import { STATUS_CODES } from 'node:http'
 import { isDeepStrictEqual } from 'node:util'
 import { ProblemSchema } from '@chat-platform/contracts'
 import { PUBLIC_OPERATIONS } from './routing.ts'
@@ -18,6 +19,21 @@ const EDGE_RESPONSES: Record<string, { description: string, publicToo: boolean }
   413: { description: 'Body over 1 MiB (`payload_too_large`)', publicToo: true },
   429: { description: 'Rate limited (`rate_limited`); see `Retry-After`', publicToo: true },
   503: { description: 'The service behind this route cannot be reached, or cannot take the request now (`service_unavailable`; see `Retry-After` when present)', publicToo: true }
+}
+
+/**
+ * A service's own error responses, as @fastify/swagger writes them ("Default Response", the problem schema inline
+ * under `application/json`), become what the client receives: `application/problem+json` with the shared Problem.
+ */
+function asProblemResponses (responses: Json): Json {
+  const out: Json = { ...responses }
+  for (const [status, r] of Object.entries<Json>(responses)) {
+    const schema = r?.content?.['application/json']?.schema
+    if (Number(status) < 400 || !Array.isArray(schema?.required) || !schema.required.includes('code') || !schema.required.includes('request_id')) continue
+    const description = r.description && r.description !== 'Default Response' ? r.description : `${STATUS_CODES[Number(status)] ?? status}: a problem whose \`code\` says which`
+    out[status] = { description, content: problemContent }
+  }
+  return out
 }
 
 /** Rewrites `#/components/schemas/<from>` references to `<to>` everywhere in `node`. */
@@ -77,7 +93,7 @@ export function mergeOpenApi (docs: Record<string, OpenApiDocument | Error>): { 
         if (!METHODS.includes(method)) { target[method] ??= operation; continue }
         if (target[method]) { warnings.push(`${method.toUpperCase()} ${path} is described by two services; kept the first`); continue }
         const isPublic = PUBLIC_OPERATIONS.has(`${method.toUpperCase()} ${path}`)
-        const op: Json = { ...operation, 'x-service': service, responses: { ...operation.responses } }
+        const op: Json = { ...operation, 'x-service': service, responses: asProblemResponses(operation.responses ?? {}) }
         op.security ??= isPublic ? [] : [{ bearer: [] }]
         for (const [status, r] of Object.entries(EDGE_RESPONSES)) {
           if ((isPublic && !r.publicToo) || op.responses[status]) continue
