@@ -1,9 +1,10 @@
 // Password hashing: argon2id with explicit OWASP parameters, verification, the dummy hash, rehash detection, the bounds on
 // concurrent and waiting hashes.
-import t, { type Test } from 'tap'
+import t from 'tap'
 import { hash, parseOptions } from '@node-rs/argon2'
 import { availableParallelism } from 'node:os'
 import { ProblemError } from '@chat-platform/platform'
+import { holdHashing } from './hold-hashing.ts'
 import { hashPassword, verifyPassword, needsRehash, dummyHash, passwordHashing, PASSWORD_HASH_OPTIONS, WAITING_PER_SLOT } from '../src/passwords.ts'
 
 t.test('hashes are argon2id m=19456 t=2 p=1 with a random salt', async (t) => {
@@ -88,24 +89,12 @@ t.test('a failing operation releases its slot', async (t) => {
   t.same(await Promise.all(after), after.map(() => true))
 })
 
-/** Fills every slot and `waiting` places of the queue with tasks that finish when `release` is called (or at teardown). */
-function occupy (t: Test, waiting: number): { release: () => Promise<void> } {
-  let open!: () => void
-  const gate = new Promise<void>((resolve) => { open = resolve })
-  t.teardown(() => open())
-  const held = Array.from({ length: passwordHashing.limit + waiting }, () => passwordHashing.run(() => gate))
-  return { release: async () => { open(); await Promise.all(held) } }
-}
-
 t.test('past WAITING_PER_SLOT waiting per core, an operation is refused at once: 503 with Retry-After, nothing run', async (t) => {
   t.equal(passwordHashing.maxWaiting, passwordHashing.limit * WAITING_PER_SLOT)
   const stored = await hashPassword('right password')
-  const saved = passwordHashing.maxWaiting
-  passwordHashing.maxWaiting = 3
-  t.teardown(() => { passwordHashing.maxWaiting = saved })
-
   t.doesNotThrow(() => passwordHashing.ensureRoom(), 'room while a slot or a waiting place is free')
-  const held = occupy(t, 3)
+  // Every slot and all 3 waiting places taken.
+  const held = holdHashing(t, { tasks: passwordHashing.limit + 3, maxWaiting: 3 })
   t.equal(passwordHashing.waiting, 3, 'the queue is full')
   const refusedBefore = passwordHashing.refused
   t.throws(() => passwordHashing.ensureRoom(), { code: 'service_unavailable', shed: true }, 'ensureRoom refuses as run would')
@@ -129,16 +118,9 @@ t.test('a dummy hash refused by a full queue is not kept: the next unknown-email
   // A module instance of its own, whose dummy hash has not been made yet.
   const fresh = await import(`../src/passwords.ts?dummy=${Date.now()}`) as typeof import('../src/passwords.ts')
   t.not(fresh.passwordHashing, passwordHashing, 'another instance')
-  const saved = fresh.passwordHashing.maxWaiting
-  fresh.passwordHashing.maxWaiting = 0
-  let open!: () => void
-  const gate = new Promise<void>((resolve) => { open = resolve })
-  t.teardown(() => open())
-  const held = Array.from({ length: fresh.passwordHashing.limit }, () => fresh.passwordHashing.run(() => gate))
+  const held = holdHashing(t, { tasks: fresh.passwordHashing.limit, maxWaiting: 0, slots: fresh.passwordHashing })
   await t.rejects(fresh.verifyPassword(null, 'anything'), { code: 'service_unavailable' })
-  open()
-  await Promise.all(held)
-  fresh.passwordHashing.maxWaiting = saved
+  await held.release()
   t.equal(await fresh.verifyPassword(null, 'anything'), false, 'answered, not refused again by a kept rejection')
   t.match(await fresh.dummyHash(), /^\$argon2id\$/)
 })

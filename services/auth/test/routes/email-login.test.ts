@@ -7,6 +7,7 @@ import { buildTestApp, bearer } from '../helper.ts'
 import { decodeJwt } from '../jwt.ts'
 import { setUserRoleByEmail } from '../../src/db/repositories/users.ts'
 import { passwordHashing } from '../../src/passwords.ts'
+import { holdHashing } from '../hold-hashing.ts'
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
 
@@ -163,26 +164,18 @@ t.test('a full argon2 queue skips the upgrade of a hash with other parameters, n
   // Every slot but one held, one waiting place: the login's verification takes the last slot. While it runs, a task
   // takes the waiting place and then there is none (maxWaiting 0 no longer admits a waiter, and does not evict one).
   // The verification over, that task gets its slot: every slot is busy and no one may wait when the upgrade asks.
-  const saved = passwordHashing.maxWaiting
-  t.teardown(() => { passwordHashing.maxWaiting = saved })
-  passwordHashing.maxWaiting = 1
-  let open!: () => void
-  const gate = new Promise<void>((resolve) => { open = resolve })
-  t.teardown(() => open())
-  const held = Array.from({ length: passwordHashing.limit - 1 }, () => passwordHashing.run(() => gate))
+  const held = holdHashing(t, { tasks: passwordHashing.limit - 1, maxWaiting: 1 })
   const before = await s.verifications()
   const login = s.login(u.email, u.password)
   await waitFor(() => passwordHashing.inFlight === passwordHashing.limit, { what: 'the login verifying', intervalMs: 1 })
   t.equal(await s.verifications(), before + 1, 'the slot taken is the login\'s verification')
-  held.push(passwordHashing.run(() => gate))
+  held.hold()
   passwordHashing.maxWaiting = 0
 
   t.equal((await login).statusCode, 200, 'the right password logs in')
   t.equal(await stored(), other, 'the upgrade was skipped')
   t.match(s.logs(), /password hash upgrade skipped/)
-  open()
-  await Promise.all(held)
-  passwordHashing.maxWaiting = saved
+  await held.release()
   t.equal((await s.login(u.email, u.password)).statusCode, 200)
   t.equal(parseOptions(await stored()).timeCost, 2, 'upgraded at the next login')
 })
@@ -190,13 +183,7 @@ t.test('a full argon2 queue skips the upgrade of a hash with other parameters, n
 t.test('a login flood past the argon2 queue is 503 at once, with Retry-After, and counts neither an attempt nor a verification', async (t) => {
   const s = await buildTestApp(t, { LOGIN_MAX_FAILURES_PER_EMAIL_IP: '2' })
   const u = await s.register({ email: 'flooded@example.com' })
-  const saved = passwordHashing.maxWaiting
-  passwordHashing.maxWaiting = 1
-  t.teardown(() => { passwordHashing.maxWaiting = saved })
-  let open!: () => void
-  const gate = new Promise<void>((resolve) => { open = resolve })
-  t.teardown(() => open())
-  const held = Array.from({ length: passwordHashing.limit + 1 }, () => passwordHashing.run(() => gate))
+  const held = holdHashing(t, { tasks: passwordHashing.limit + 1, maxWaiting: 1 })
 
   const before = await s.verifications()
   const refusedBefore = await s.metric('auth_password_hash_refused_total')
@@ -212,8 +199,7 @@ t.test('a login flood past the argon2 queue is 503 at once, with Retry-After, an
   t.match(s.logs(), /"msg":"request shed"/, 'logged as shed')
   t.notMatch(s.logs(), /"msg":"request failed"/, 'not as a failure (no error line, no stack, per refused request)')
 
-  open()
-  await Promise.all(held)
+  await held.release()
   // Three refused wrong passwords were not counted: with a limit of 2 per (email, IP), one more wrong one is still
   // a 401 and the right one logs in.
   t.equal((await s.login(u.email, 'wrong 4')).statusCode, 401)

@@ -5,6 +5,7 @@ import { waitFor, testKeys } from '@chat-platform/platform/testing'
 import { buildTestApp, bearer, type TestApp } from '../helper.ts'
 import { startFakeSmtp } from '../fake-smtp.ts'
 import { passwordHashing } from '../../src/passwords.ts'
+import { holdHashing } from '../hold-hashing.ts'
 
 const post = (s: TestApp, url: string, payload?: object, token?: string) =>
   s.app.inject({ method: 'POST', url, payload, headers: token ? bearer(token) : {} })
@@ -162,19 +163,11 @@ t.test('a reset refused by a full argon2 queue (503) leaves its code unused and 
   await waitFor(() => smtp.to(u.email).length === 2, { what: 'the reset mail' })
   const code = smtp.lastCode(u.email)!
 
-  const saved = passwordHashing.maxWaiting
-  passwordHashing.maxWaiting = 0
-  t.teardown(() => { passwordHashing.maxWaiting = saved })
-  let open!: () => void
-  const gate = new Promise<void>((resolve) => { open = resolve })
-  t.teardown(() => open())
-  const held = Array.from({ length: passwordHashing.limit }, () => passwordHashing.run(() => gate))
+  const held = holdHashing(t, { tasks: passwordHashing.limit, maxWaiting: 0 })
   const refused = await post(s, '/api/auth/password-reset/confirm', { email: u.email, code, new_password: 'brand-new-pass' })
   t.equal(refused.statusCode, 503)
   t.equal(refused.headers['retry-after'], '1')
-  open()
-  await Promise.all(held)
-  passwordHashing.maxWaiting = saved
+  await held.release()
 
   t.equal((await s.login(u.email, u.password)).statusCode, 200, 'the password did not change')
   const ok = await post(s, '/api/auth/password-reset/confirm', { email: u.email, code, new_password: 'brand-new-pass' })
